@@ -1,0 +1,1 @@
+"""Core pipeline: ingest, warehouse, examples, models, scoring."""

@@ -1,0 +1,1 @@
+"""Privacy at the door and after it: pseudonyms, scrubbing, generalization, budget."""
