@@ -136,10 +136,22 @@ def _customers(frame: pd.DataFrame, spec: SourceSpec, key: bytes, scrubbed: Coun
     })
 
 
+def _clean_catalogue_text(column: pd.Series) -> pd.Series:
+    """Catalogue exports carry HTML fragments and layout whitespace; keep the words."""
+    text = column.astype(object).where(column.notna(), None)
+    text = text.str.replace(r"<[^>]*>", " ", regex=True).str.replace(r"\s+", " ", regex=True)
+    text = text.str.strip()
+    return text.where(text.notna() & (text != ""), None)
+
+
 def _items(frame: pd.DataFrame, spec: SourceSpec, key: bytes, scrubbed: Counter,
            ) -> pd.DataFrame:
-    return frame[[C.ITEM_ID, C.TITLE, C.BRAND, C.CATEGORY, C.PRICE, C.DESCRIPTION]].rename(
+    out = frame[[C.ITEM_ID, C.TITLE, C.BRAND, C.CATEGORY, C.PRICE, C.DESCRIPTION]].rename(
         columns={C.ITEM_ID: "item_id"})
+    for column in (C.TITLE, C.BRAND, C.CATEGORY, C.DESCRIPTION):
+        out[column] = _clean_catalogue_text(out[column])
+    out[C.BRAND] = out[C.BRAND].str.removeprefix("by ")
+    return out
 
 
 def _events(frame: pd.DataFrame, spec: SourceSpec, key: bytes, scrubbed: Counter,

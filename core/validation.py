@@ -102,10 +102,9 @@ def validate(frame: pd.DataFrame, *, table: str, timestamp_unit: str = "auto",
     present = set(frame.columns)
 
     for name in C.TABLE_FIELDS[table]:
-        if name not in present:
-            out[name] = None
-            continue
-        values = frame[name]
+        # An unmapped field is all-missing: defaults and required checks still apply.
+        values = frame[name] if name in present else pd.Series(None, index=frame.index,
+                                                                dtype=object)
         if name == C.TIMESTAMP:
             parsed, bad = _timestamp(values, timestamp_unit)
             check.fail(bad, "timestamp not understood")

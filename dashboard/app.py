@@ -1,0 +1,26 @@
+"""Streamlit entry file: routing only. Run with `streamlit run dashboard/app.py`.
+
+Pages live in `dashboard/pages/` and stay thin: they call `dashboard.data`
+(the cached warehouse reads) and the core/privacy/explain packages.
+"""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run` puts only dashboard/ on sys.path; the project packages (core,
+# privacy, explain, dashboard) need the repository root when it is not pip-installed.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+st.set_page_config(page_title="clearmark", layout="wide")
+
+_PAGES = Path(__file__).resolve().parent / "pages"
+
+# One line per page.
+PAGES = [
+    st.Page(_PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
+]
+st.navigation(PAGES).run()
