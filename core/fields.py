@@ -1,0 +1,127 @@
+"""The model's input as named fields, and its serialization to text.
+
+A recommendation input is a customer's recent history, the context of the
+moment and one candidate item. Each piece is a `Field` with a stable name,
+so that an explanation can remove whole fields (`mask`) and attribute the
+score to them. The cross-encoder reads a text pair: side "a" is history and
+context, side "b" is the candidate.
+
+Field names:
+  h1..hN            history items, most recent first
+                    ("purchased: <title> | <category> | <brand> | <price band>")
+  ctx_season        "season: winter"
+  ctx_day           "day: weekend" / "day: weekday"
+  ctx_promotion     "promotion: on" / "promotion: off" (absent where unknown)
+  item_title, item_category, item_brand, item_price, item_description
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+SEPARATOR = " ; "
+HISTORY_PREFIX = "h"
+CONTEXT_FIELDS = ("ctx_season", "ctx_day", "ctx_promotion")
+ITEM_FIELDS = ("item_title", "item_category", "item_brand", "item_price", "item_description")
+DESCRIPTION_WORDS = 24  # a snippet: enough to say what the item is, cheap to encode
+EVENT_VERBS = {"view": "viewed", "click": "clicked", "add_to_cart": "added to cart",
+               "purchase": "purchased", "review": "reviewed"}
+SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
+           6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    side: str  # "a" (history and context) or "b" (candidate)
+    text: str
+
+
+ModelInput = tuple[Field, ...]
+
+
+def price_band(price: float | None) -> str:
+    """Coarse bands read better than numbers for a text model."""
+    if price is None or pd.isna(price):
+        return "price unknown"
+    for limit, band in ((10, "under $10"), (25, "$10-25"), (50, "$25-50"), (100, "$50-100"),
+                        (250, "$100-250")):
+        if price < limit:
+            return band
+    return "over $250"
+
+
+def _clean(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def item_summary(item: Mapping[str, object]) -> str:
+    """One line per history item: title | category | brand | price band."""
+    parts = [_clean(item.get("title")) or str(item.get("item_id")),
+             _clean(item.get("category")), _clean(item.get("brand")),
+             price_band(item.get("price"))]
+    return " | ".join(p for p in parts if p)
+
+
+def history_fields(history: Iterable[tuple[str, Mapping[str, object]]]) -> list[Field]:
+    """`history` is (event_type, item) pairs, most recent first."""
+    return [Field(f"{HISTORY_PREFIX}{i}", "a", f"{EVENT_VERBS.get(kind, kind)}: "
+                  f"{item_summary(item)}")
+            for i, (kind, item) in enumerate(history, start=1)]
+
+
+def context_fields(ts: pd.Timestamp | None, promotion: bool | None) -> list[Field]:
+    fields = []
+    if ts is not None and not pd.isna(ts):
+        fields.append(Field("ctx_season", "a", f"season: {SEASONS[ts.month]}"))
+        fields.append(Field("ctx_day", "a", "day: weekend" if ts.dayofweek >= 5
+                            else "day: weekday"))
+    if promotion is not None and not pd.isna(promotion):
+        fields.append(Field("ctx_promotion", "a",
+                            f"promotion: {'on' if promotion else 'off'}"))
+    return fields
+
+
+def item_fields(item: Mapping[str, object]) -> list[Field]:
+    description = _clean(item.get("description"))
+    if description:
+        description = " ".join(description.split()[:DESCRIPTION_WORDS])
+    values = {
+        "item_title": _clean(item.get("title")) or str(item.get("item_id")),
+        "item_category": _clean(item.get("category")),
+        "item_brand": _clean(item.get("brand")),
+        "item_price": price_band(item.get("price")),
+        "item_description": description,
+    }
+    labels = {"item_title": "title", "item_category": "category", "item_brand": "brand",
+              "item_price": "price", "item_description": "about"}
+    return [Field(name, "b", f"{labels[name]}: {value}") for name, value in values.items()
+            if value]
+
+
+def build_input(history: Iterable[tuple[str, Mapping[str, object]]],
+                ts: pd.Timestamp | None, promotion: bool | None,
+                candidate: Mapping[str, object]) -> ModelInput:
+    return (*history_fields(history), *context_fields(ts, promotion), *item_fields(candidate))
+
+
+def to_text_pair(fields: ModelInput, *, masked: frozenset[str] = frozenset()) -> tuple[str, str]:
+    """The (history + context, candidate) text pair with the `masked` fields removed."""
+    a = SEPARATOR.join(f.text for f in fields if f.side == "a" and f.name not in masked)
+    b = SEPARATOR.join(f.text for f in fields if f.side == "b" and f.name not in masked)
+    return a, b
+
+
+def field_kind(name: str) -> str:
+    """'history', 'context' or 'item': the group a field belongs to."""
+    if name.startswith("ctx_"):
+        return "context"
+    if name.startswith("item_"):
+        return "item"
+    return "history"
