@@ -32,8 +32,9 @@ REPEATS = 5
 SEED = 0
 
 
-def _texts_per_second(texts: Sequence[str], names: Sequence[tuple[str, ...]],
-                      *, repeats: int) -> float:
+def _texts_per_second(
+    texts: Sequence[str], names: Sequence[tuple[str, ...]], *, repeats: int
+) -> float:
     """Median over ``repeats`` runs of ``scrub_many`` on the whole column, in texts/s."""
     rates = []
     for _ in range(repeats):
@@ -45,8 +46,9 @@ def _texts_per_second(texts: Sequence[str], names: Sequence[tuple[str, ...]],
 
 def main() -> None:
     sample = build_labelled_sample(seed=SEED)
-    outputs, counts = scrub_many([item.text for item in sample],
-                                 names=[item.names for item in sample])
+    outputs, counts = scrub_many(
+        [item.text for item in sample], names=[item.names for item in sample]
+    )
     recall = recall_by_type(sample, outputs)
     fp_rate = false_positive_rate(sample, outputs)
     exact = exact_rate(sample, outputs)
@@ -67,25 +69,32 @@ def main() -> None:
     # Caches warm on the first pass, as they would after the first minute of ingest.
     scrub_many(typical_texts[:1000], names=typical_names[:1000])
     typical_rate = _texts_per_second(typical_texts, typical_names, repeats=REPEATS)
-    labelled_rate = _texts_per_second([item.text for item in cycled],
-                                      [item.names for item in cycled], repeats=REPEATS)
+    labelled_rate = _texts_per_second(
+        [item.text for item in cycled], [item.names for item in cycled], repeats=REPEATS
+    )
 
     n_clean = sum(item.is_clean for item in sample)
-    print(f"labelled sample: {len(sample)} texts ({len(sample) - n_clean} with PII, "
-          f"{n_clean} clean), seed {SEED}")
+    print(
+        f"labelled sample: {len(sample)} texts ({len(sample) - n_clean} with PII, "
+        f"{n_clean} clean), seed {SEED}"
+    )
     print(f"{'type':<6} {'planted':>7} {'recall':>7}")
-    planted = {kind: sum(span.kind == kind for item in sample for span in item.spans)
-               for kind in PII_TYPES}
+    planted = {
+        kind: sum(span.kind == kind for item in sample for span in item.spans) for kind in PII_TYPES
+    }
     for kind in PII_TYPES:
         print(f"{kind:<6} {planted[kind]:>7} {recall.get(kind, float('nan')):>7.3f}")
-    print(f"false-positive rate on clean texts: {fp_rate:.3f} "
-          f"({len(false_positives)}/{n_clean})")
+    print(f"false-positive rate on clean texts: {fp_rate:.3f} ({len(false_positives)}/{n_clean})")
     print(f"exact output on texts with PII:     {exact:.3f}")
     avg_len = statistics.mean(len(text) for text in typical_texts)
-    print(f"throughput, typical reviews (avg {avg_len:.0f} chars, 5% with PII): "
-          f"{typical_rate:,.0f} texts/s")
-    print(f"throughput, labelled sample cycled (every text has PII or tricky numbers): "
-          f"{labelled_rate:,.0f} texts/s")
+    print(
+        f"throughput, typical reviews (avg {avg_len:.0f} chars, 5% with PII): "
+        f"{typical_rate:,.0f} texts/s"
+    )
+    print(
+        f"throughput, labelled sample cycled (every text has PII or tricky numbers): "
+        f"{labelled_rate:,.0f} texts/s"
+    )
     for miss in misses[:10]:
         print(f"  missed {miss['kind']}: {miss['value']!r} in {miss['output']!r}")
     for fp in false_positives[:10]:
@@ -111,6 +120,8 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "python": sys.version.split()[0],
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            # Other jobs share this machine; a high load explains a low throughput.
+            "load_avg_1m_at_end": os.getloadavg()[0],
         },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

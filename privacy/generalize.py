@@ -77,6 +77,8 @@ LADDER = (
     ("signup: year", SIGNUP_MONTH, _to_year),
     ("age: wide bands", AGE_BAND, _wide_age),
     ("region: country", REGION, _country),
+    # Last resort before suppressing whole customers: drop the signup date for everyone.
+    ("signup: removed", SIGNUP_MONTH, lambda value: None),
 )
 
 

@@ -52,12 +52,13 @@ PER_TYPE = 80
 MULTI = 60
 CLEAN = 260
 
+# fmt: off
 _FIRST = ("John", "Maria", "Wei", "Aisha", "Oliver", "Sofia", "Liam", "Priya", "Lucas",
           "Hannah", "Mateo", "Chloe", "Ethan", "Fatima", "Noah", "Ingrid", "Rahul", "Emma",
           "Tomasz", "Yuki", "Jean-Luc", "Siobhan", "Carlos", "Amelia", "Dmitri", "Zoe")
 _LAST = ("Smith", "Garcia", "Chen", "Okafor", "Johansson", "Rossi", "Patel", "Nguyen",
-         "Kowalski", "Dubois", "Schmidt", "O'Brien", "Tanaka", "Haddad", "Fernandes",
-         "MacLeod", "Novak", "Larsen", "Moreau", "Becker", "Khan", "Murphy", "Silva")
+         "Kowalski", "Dubois", "Schmidt", "O'Brien", "Tanaka", "Haddad", "Fernandes", "MacLeod",
+         "Novak", "Larsen", "Moreau", "Becker", "Khan", "Murphy", "Silva")
 _DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.co.uk", "icloud.com",
             "protonmail.com", "example.org", "mail.example.net", "company.de", "uni-bonn.de",
             "web.de", "orange.fr", "rediffmail.com", "shop-support.io")
@@ -66,11 +67,11 @@ _PRICES = ("$50.00", "$1,299.99", "£15", "€39.95", "49.99 USD", "$5", "$12.50
            "under $100", "$249", "$19.99", "£1,050.00", "€7,50")
 _DATES = ("06/17/2018", "6/7/19", "17.06.2018", "2018-06-17", "June 17, 2018", "12/25",
           "Jan 3rd", "03/14/2021", "2020-11-29", "1.4.2019", "Dec 24 2019")
-_MODELS = ("XR-200", "SM-G960U", "A1532", "KD-55X750H", "WH-1000XM4", "RTX 3080",
-           "iPhone 12", "Model 3", "HP 7855", "Galaxy S21", "PS5", "B07XJ8C8F5", "MX-5000",
-           "DCB205-2", "T-1000", "QN65Q80T", "G502", "FX-991EX")
-_QUANTITIES = ("3 packs of 12", "2 x 500ml", "24-pack", "1,000 sheets", "6 pairs",
-               "a 12 pack", "two 16oz bottles", "100 count", "4 boxes of 250", "36 rolls",
+_MODELS = ("XR-200", "SM-G960U", "A1532", "KD-55X750H", "WH-1000XM4", "RTX 3080", "iPhone 12",
+           "Model 3", "HP 7855", "Galaxy S21", "PS5", "B07XJ8C8F5", "MX-5000", "DCB205-2",
+           "T-1000", "QN65Q80T", "G502", "FX-991EX")
+_QUANTITIES = ("3 packs of 12", "2 x 500ml", "24-pack", "1,000 sheets", "6 pairs", "a 12 pack",
+               "two 16oz bottles", "100 count", "4 boxes of 250", "36 rolls",
                "12 x 18 x 24 inches", "10,000mAh", "1920x1080", "3.5mm", "2.4GHz", "65W")
 _PERCENTS = ("15%", "99.9%", "50% off", "100%", "20 percent", "0.5%")
 _MISC = ("10:30 am", "7:45", "24/7", "4.5/5", "10/10", "5 stars", "2 hours",
@@ -78,11 +79,13 @@ _MISC = ("10:30 am", "7:45", "24/7", "4.5/5", "10/10", "5 stars", "2 hours",
          "firmware 1.0.4.2", "version 2.1.3", "UPC 036000291452", "over 10000 reviews",
          "30,000 miles", "1,000,000 steps", "chapter 11", "size 10.5", "room 101",
          "from 2015 to 2019", "between 2018 and 2020", "the 1990s", "No. 5", "track 7",
-         "tracking number 1Z999AA10123456784", "serial 12345-67890-1234",
-         "978-0-13-110362-7", "112-3456789-0123456", "9400 1000 0000 0000 0000 00",
-         "$1299.99 vs $1499.99", "10-12 days", "3.14159265", "sizes 8, 10, 12", "zip 90210",
-         "1080p at 60Hz", "2 for $20", "5-7 business days", "rev. 2.0.1.7",
-         "1/2 inch", "3:45:10 run time", "page 1234 of 2048")
+         "tracking number 1Z999AA10123456784", "serial 12345-67890-1234", "978-0-13-110362-7",
+         "112-3456789-0123456", "9400 1000 0000 0000 0000 00", "$1299.99 vs $1499.99",
+         "10-12 days", "3.14159265", "sizes 8, 10, 12", "zip 90210", "1080p at 60Hz",
+         "2 for $20", "5-7 business days", "rev. 2.0.1.7", "1/2 inch", "3:45:10 run time",
+         "page 1234 of 2048")
+
+# fmt: on
 
 _LEADS = {
     "EMAIL": ("email me at", "my email is", "contact:", "write to", "reply to"),
@@ -104,7 +107,7 @@ _TEMPLATES = (
     "({pii}) Arrived {date}, {quantity}, no issues.",
     "Five stars. {pii}",
     "The {model} lasted until {date}.\n{pii}\nStill worth {price}.",
-    "Customer service said \"{pii}\" and hung up; {percent} refund only.",
+    'Customer service said "{pii}" and hung up; {percent} refund only.',
     "Got {quantity} at {price} ({misc}); {pii}; would buy again in {year}.",
     "Not great: {misc}. {pii}? No answer for weeks.",
     "{pii}: {model} works, {percent} battery after {misc}.",
@@ -134,8 +137,7 @@ _CLEAN_NAME_TEXTS = (
     ("Great customer service, Amazon replaced it for free. {misc}.", ("Amazon Customer",)),
     ("As a Kindle reader since {year} I love it; {price} well spent.", ("Kindle Customer",)),
     ("A customer like me expects more for {price}.", ("A Customer",)),
-    ("I will buy again, the headphone jack works and the {model} is black.",
-     ("Will Jack Black",)),
+    ("I will buy again, the headphone jack works and the {model} is black.", ("Will Jack Black",)),
     ("You may love it; mark my words, {percent} worth it.", ("May Mark",)),
     ("The {model} is great, {quantity} for {price}.", ("Oliver Johansson",)),
     ("Sunny days, happy kids, {quantity}, bought {date}.", ("Sunny Happy",)),
@@ -143,6 +145,9 @@ _CLEAN_NAME_TEXTS = (
 
 _WRAPS = ("{}", "{}", "{}", "({})", '"{}"', "'{}'", "<{}>", "“{}”", "[{}]")
 
+# fmt: off
+# (first digits, length): Visa 13/16/19, Mastercard 51-55 and 2221-2720, Amex, Discover,
+# JCB, Diners, UnionPay, Maestro.
 _CARD_BRANDS: tuple[tuple[str, int], ...] = (
     ("4", 16), ("4", 16), ("4", 13), ("4", 19), ("51", 16), ("55", 16), ("2221", 16),
     ("2720", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 16), ("3528", 16),
@@ -157,11 +162,12 @@ _IBAN_FORMATS = {
     "IE": "aaaa" + "n" * 14, "NO": "n" * 11,
 }
 
-_URL_HOSTS = ("example.com", "myshop.co.uk", "photos.example.org", "blog.janedoe.net",
-              "bit.ly", "en.wikipedia.org", "github.com", "imgur.com", "shop.example.de")
+_URL_HOSTS = ("example.com", "myshop.co.uk", "photos.example.org", "blog.janedoe.net", "bit.ly",
+              "en.wikipedia.org", "github.com", "imgur.com", "shop.example.de")
 _URL_PATHS = ("", "/", "/review", "/p/12345", "/user/jsmith?tab=reviews",
               "/wiki/Headphones_(audio)", "/a/b/c.html", "/search?q=xr-200&page=2",
               "/img/IMG_2018.jpg", "/item#reviews")
+# fmt: on
 
 
 def _digits(rng: random.Random, count: int) -> str:
@@ -170,16 +176,27 @@ def _digits(rng: random.Random, count: int) -> str:
 
 def _email(rng: random.Random) -> str:
     first, last = rng.choice(_FIRST).lower(), rng.choice(_LAST).lower().replace("'", "")
-    local = rng.choice((f"{first}.{last}", f"{first}{last}{rng.randint(1, 99)}",
-                        f"{first[0]}_{last}", f"{first}+reviews", f"{last}.{first}",
-                        f"{first}{rng.randint(1950, 2005)}"))
+    local = rng.choice(
+        (
+            f"{first}.{last}",
+            f"{first}{last}{rng.randint(1, 99)}",
+            f"{first[0]}_{last}",
+            f"{first}+reviews",
+            f"{last}.{first}",
+            f"{first}{rng.randint(1950, 2005)}",
+        )
+    )
     domain = rng.choice(_DOMAINS)
     if rng.random() < 0.1:
         word_local = local.replace(".", " dot ")
         word_domain = domain.replace(".", " dot ")
-        return rng.choice((f"{word_local} at {word_domain}",
-                           f"{local} [at] {domain.replace('.', ' [dot] ')}",
-                           f"{local} (at) {domain}"))
+        return rng.choice(
+            (
+                f"{word_local} at {word_domain}",
+                f"{local} [at] {domain.replace('.', ' [dot] ')}",
+                f"{local} (at) {domain}",
+            )
+        )
     if rng.random() < 0.1:
         return f"{local}@{domain}".upper()
     return f"{local}@{domain}"
@@ -233,19 +250,22 @@ def _card(rng: random.Random) -> str:
     if len(number) in (14, 15):
         # Amex and Diners print as 4-6-5 and 4-6-4.
         return sep.join((number[:4], number[4:10], number[10:]))
-    return sep.join(number[i:i + 4] for i in range(0, len(number), 4))
+    return sep.join(number[i : i + 4] for i in range(0, len(number), 4))
 
 
 def _iban(rng: random.Random) -> str:
     country = rng.choice(sorted(_IBAN_FORMATS))
-    alphabet = {"n": string.digits, "a": string.ascii_uppercase,
-                "c": string.digits + string.ascii_uppercase}
+    alphabet = {
+        "n": string.digits,
+        "a": string.ascii_uppercase,
+        "c": string.digits + string.ascii_uppercase,
+    }
     bban = "".join(rng.choice(alphabet[slot]) for slot in _IBAN_FORMATS[country])
     numeric = "".join(str(int(char, 36)) for char in bban + country + "00")
     check = 98 - int(numeric) % 97
     iban = f"{country}{check:02d}{bban}"
     if rng.random() < 0.5:
-        return " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))
+        return " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))
     return iban
 
 
@@ -286,18 +306,30 @@ def _name(rng: random.Random) -> tuple[str, str]:
 
 
 _GENERATORS: dict[str, Callable[[random.Random], str]] = {
-    "EMAIL": _email, "PHONE": _phone, "CARD": _card, "IBAN": _iban, "IP": _ip, "URL": _url,
+    "EMAIL": _email,
+    "PHONE": _phone,
+    "CARD": _card,
+    "IBAN": _iban,
+    "IP": _ip,
+    "URL": _url,
 }
 
 
 def _fill(template: str, rng: random.Random) -> str:
     """Fill every non-PII field of ``template``, leaving ``{pii}``/``{pii2}`` in place."""
     fields = {
-        "price": rng.choice(_PRICES), "date": rng.choice(_DATES), "date2": rng.choice(_DATES),
-        "model": rng.choice(_MODELS), "model2": rng.choice(_MODELS),
-        "quantity": rng.choice(_QUANTITIES), "percent": rng.choice(_PERCENTS),
-        "misc": rng.choice(_MISC), "misc2": rng.choice(_MISC),
-        "year": str(rng.randint(2009, 2024)), "pii": "{pii}", "pii2": "{pii2}",
+        "price": rng.choice(_PRICES),
+        "date": rng.choice(_DATES),
+        "date2": rng.choice(_DATES),
+        "model": rng.choice(_MODELS),
+        "model2": rng.choice(_MODELS),
+        "quantity": rng.choice(_QUANTITIES),
+        "percent": rng.choice(_PERCENTS),
+        "misc": rng.choice(_MISC),
+        "misc2": rng.choice(_MISC),
+        "year": str(rng.randint(2009, 2024)),
+        "pii": "{pii}",
+        "pii2": "{pii2}",
     }
     return template.format(**fields)
 
@@ -315,21 +347,24 @@ def _planted(rng: random.Random, kind: str) -> tuple[str, str, tuple[str, ...]]:
     return lead + wrapped, value, names
 
 
-def _compose(template: str, inserts: list[tuple[str, str, str]],
-             names: tuple[str, ...]) -> LabelledText:
+def _compose(
+    template: str, inserts: list[tuple[str, str, str]], names: tuple[str, ...]
+) -> LabelledText:
     """Put ``(insert, value, kind)`` into the ``{pii}``, ``{pii2}`` slots, recording spans."""
     text = template
     spans: list[PlantedSpan] = []
     for slot, (insert, value, kind) in zip(("{pii}", "{pii2}"), inserts, strict=False):
         at = text.index(slot)
         start = at + insert.index(value)
-        text = text[:at] + insert + text[at + len(slot):]
+        text = text[:at] + insert + text[at + len(slot) :]
         shift = len(insert) - len(slot)
-        spans = [PlantedSpan(s.start + shift, s.end + shift, s.kind, s.value)
-                 if s.start > at else s for s in spans]
+        spans = [
+            PlantedSpan(s.start + shift, s.end + shift, s.kind, s.value) if s.start > at else s
+            for s in spans
+        ]
         spans.append(PlantedSpan(start, start + len(value), kind, value))
     for span in spans:
-        assert text[span.start:span.end] == span.value
+        assert text[span.start : span.end] == span.value
     return LabelledText(text, tuple(sorted(spans, key=lambda s: s.start)), names)
 
 
@@ -351,8 +386,13 @@ def build_labelled_sample(seed: int = 0) -> list[LabelledText]:
         template = _fill(_MULTI_TEMPLATES[index % len(_MULTI_TEMPLATES)], rng)
         insert_a, value_a, names_a = _planted(rng, first)
         insert_b, value_b, names_b = _planted(rng, second)
-        sample.append(_compose(template, [(insert_a, value_a, first),
-                                          (insert_b, value_b, second)], names_a + names_b))
+        sample.append(
+            _compose(
+                template,
+                [(insert_a, value_a, first), (insert_b, value_b, second)],
+                names_a + names_b,
+            )
+        )
     for index in range(CLEAN):
         if index % 5 == 0:
             template, names = _CLEAN_NAME_TEXTS[(index // 5) % len(_CLEAN_NAME_TEXTS)]
@@ -383,8 +423,9 @@ _REVIEW_SENTENCES = (
 )
 
 
-def build_typical_reviews(count: int, *, seed: int = 0,
-                          pii_rate: float = 0.05) -> tuple[list[str], list[tuple[str, ...]]]:
+def build_typical_reviews(
+    count: int, *, seed: int = 0, pii_rate: float = 0.05
+) -> tuple[list[str], list[tuple[str, ...]]]:
     """``count`` review texts of roughly 200 characters and their authors' display names.
 
     A ``pii_rate`` share of reviews gets one sentence carrying planted personal data; a
@@ -417,8 +458,9 @@ def value_survives(value: str, kind: str, output: str) -> bool:
     return value in output
 
 
-def recall_by_type(sample: Sequence[LabelledText],
-                   outputs: Sequence[str | None]) -> dict[str, float]:
+def recall_by_type(
+    sample: Sequence[LabelledText], outputs: Sequence[str | None]
+) -> dict[str, float]:
     """Per PII type, the share of planted values absent from the scrubbed output, in [0, 1]."""
     found: Counter[str] = Counter()
     planted: Counter[str] = Counter()
@@ -432,8 +474,7 @@ def recall_by_type(sample: Sequence[LabelledText],
 
 def false_positive_rate(sample: Sequence[LabelledText], outputs: Sequence[str | None]) -> float:
     """Share of clean texts that the scrubber changed at all, in [0, 1]."""
-    clean = [(item, output) for item, output in zip(sample, outputs, strict=True)
-             if item.is_clean]
+    clean = [(item, output) for item, output in zip(sample, outputs, strict=True) if item.is_clean]
     return sum(item.text != output for item, output in clean) / len(clean)
 
 
@@ -441,13 +482,14 @@ def expected_output(item: LabelledText) -> str:
     """The text with exactly its planted spans replaced by their placeholders."""
     text = item.text
     for span in sorted(item.spans, key=lambda s: s.start, reverse=True):
-        text = f"{text[:span.start]}[{span.kind}]{text[span.end:]}"
+        text = f"{text[: span.start]}[{span.kind}]{text[span.end :]}"
     return text
 
 
 def exact_rate(sample: Sequence[LabelledText], outputs: Sequence[str | None]) -> float:
     """Share of texts with PII whose output is exactly ``expected_output``, in [0, 1]:
     every value found with the right type and nothing else touched."""
-    dirty = [(item, output) for item, output in zip(sample, outputs, strict=True)
-             if not item.is_clean]
+    dirty = [
+        (item, output) for item, output in zip(sample, outputs, strict=True) if not item.is_clean
+    ]
     return sum(expected_output(item) == output for item, output in dirty) / len(dirty)
