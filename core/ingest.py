@@ -118,17 +118,28 @@ def _is_data_file(path: Path) -> bool:
 
 # --- Transforms: validated canonical rows -> warehouse rows ---------------------------
 
+@dataclass
+class _Door:
+    """What the transforms need besides the rows: the key, and the names of
+    customers read earlier in this ingest (kept in memory only, to scrub them
+    out of their own reviews; never written)."""
+
+    key: bytes
+    known_names: dict[str, str] = field(default_factory=dict)
+
 def _regions(spec: SourceSpec) -> dict[str, str]:
     from core.generator import CITY_REGIONS
 
     return {**{k.lower(): v for k, v in CITY_REGIONS.items()}, **spec.regions}
 
 
-def _customers(frame: pd.DataFrame, spec: SourceSpec, key: bytes, scrubbed: Counter,
+def _customers(frame: pd.DataFrame, spec: SourceSpec, door: _Door, scrubbed: Counter,
                ) -> pd.DataFrame:
     regions = _regions(spec)
+    door.known_names.update((cid, name) for cid, name in
+                            zip(frame[C.CUSTOMER_ID], _values(frame[C.NAME]), strict=True) if name)
     return pd.DataFrame({
-        "user_pseudonym": pseudonymize(frame[C.CUSTOMER_ID], key=key),
+        "user_pseudonym": pseudonymize(frame[C.CUSTOMER_ID], key=door.key),
         "age_band": frame[C.AGE].map(age_band),
         "region": [region_of(city, pc, regions)
                    for city, pc in zip(frame[C.CITY], frame[C.POSTCODE], strict=True)],
@@ -144,7 +155,7 @@ def _clean_catalogue_text(column: pd.Series) -> pd.Series:
     return text.where(text.notna() & (text != ""), None)
 
 
-def _items(frame: pd.DataFrame, spec: SourceSpec, key: bytes, scrubbed: Counter,
+def _items(frame: pd.DataFrame, spec: SourceSpec, door: _Door, scrubbed: Counter,
            ) -> pd.DataFrame:
     out = frame[[C.ITEM_ID, C.TITLE, C.BRAND, C.CATEGORY, C.PRICE, C.DESCRIPTION]].rename(
         columns={C.ITEM_ID: "item_id"})
@@ -154,10 +165,10 @@ def _items(frame: pd.DataFrame, spec: SourceSpec, key: bytes, scrubbed: Counter,
     return out
 
 
-def _events(frame: pd.DataFrame, spec: SourceSpec, key: bytes, scrubbed: Counter,
+def _events(frame: pd.DataFrame, spec: SourceSpec, door: _Door, scrubbed: Counter,
             ) -> pd.DataFrame:
     return pd.DataFrame({
-        "user_pseudonym": pseudonymize(frame[C.CUSTOMER_ID], key=key),
+        "user_pseudonym": pseudonymize(frame[C.CUSTOMER_ID], key=door.key),
         "item_id": frame[C.ITEM_ID], "event_type": frame[C.EVENT_TYPE],
         "ts": frame[C.TIMESTAMP], "promotion": frame[C.PROMOTION],
     })
@@ -168,14 +179,18 @@ def _values(column: pd.Series) -> list[str | None]:
     return [None if pd.isna(v) else v for v in column.tolist()]
 
 
-def _reviews(frame: pd.DataFrame, spec: SourceSpec, key: bytes, scrubbed: Counter,
+def _reviews(frame: pd.DataFrame, spec: SourceSpec, door: _Door, scrubbed: Counter,
              ) -> pd.DataFrame:
-    names = _values(frame[C.NAME])
+    # The display name on the review row and, when this ingest also read the
+    # customer file, the customer's full name (a handle like 'maria35' on the
+    # review does not stop 'Maria Lopez' in its text from being found).
+    names = [[n for n in (display, door.known_names.get(cid)) if n] for display, cid in
+             zip(_values(frame[C.NAME]), frame[C.CUSTOMER_ID], strict=True)]
     text, found_text = scrub_many(_values(frame[C.TEXT]), names=names)
     summary, found_summary = scrub_many(_values(frame[C.SUMMARY]), names=names)
     scrubbed.update(found_text)
     scrubbed.update(found_summary)
-    users = pseudonymize(frame[C.CUSTOMER_ID], key=key)
+    users = pseudonymize(frame[C.CUSTOMER_ID], key=door.key)
     stamps = frame[C.TIMESTAMP].astype(str).tolist()
     review_ids = [
         "r_" + hashlib.sha256("\x1f".join((u, i, s, t or "")).encode()).hexdigest()[:32]
@@ -326,7 +341,7 @@ class Quarantine:
 # --- The ingest ---------------------------------------------------------------------------
 
 def _ingest_one(con: duckdb.DuckDBPyConnection, source: Path, *, spec: SourceSpec | None,
-                fmt: str | None, key: bytes, paths: Paths, privacy: PrivacyConfig,
+                fmt: str | None, door: _Door, paths: Paths, privacy: PrivacyConfig,
                 progress: bool, quarantines: list[Quarantine]) -> IngestResult:
     result = IngestResult(source=source.name)
     fmt = fmt or detect_format(source)
@@ -362,7 +377,7 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, source: Path, *, spec: SourceSpe
             checked = validate_chunk(canonical, spec, privacy)
             quarantine.write(checked.rejects)
             result.rejected.update(r.reason for r in checked.rejects)
-            rows = TRANSFORMS[spec.table](checked.frame, spec, key, result.scrubbed)
+            rows = TRANSFORMS[spec.table](checked.frame, spec, door, result.scrubbed)
             _stage_chunk(con, stage, spec.table, rows, checked.frame[LINE_COLUMN])
         bar.update(chunk.lines)
     bar.close()
@@ -423,10 +438,11 @@ def ingest(sources: Iterable[Path], *, key: bytes, paths: Paths | None = None,
     files.sort(key=lambda f: TABLE_ORDER.index(specs[f].table) if specs[f] else len(TABLE_ORDER))
     quarantines: list[Quarantine] = []
     results: list[IngestResult] = []
+    door = _Door(key)
     try:
         with write_transaction(paths) as con:
             for f in files:
-                results.append(_ingest_one(con, f, spec=specs[f], fmt=fmt, key=key, paths=paths,
+                results.append(_ingest_one(con, f, spec=specs[f], fmt=fmt, door=door, paths=paths,
                                            privacy=privacy, progress=progress,
                                            quarantines=quarantines))
     except BaseException:
