@@ -433,6 +433,9 @@ def ingest(sources: Iterable[Path], *, key: bytes, paths: Paths | None = None,
     files = expand_sources(sources)
     if not files:
         raise IngestError("No files to ingest.")
+    for f in files:
+        if not f.is_file():
+            raise SourceError(f"{f}: no such file.")
     specs = {f: resolve_spec(f, mapping=mapping) for f in files}
     # Customers and the catalogue first, so events find their rows' attributes.
     files.sort(key=lambda f: TABLE_ORDER.index(specs[f].table) if specs[f] else len(TABLE_ORDER))

@@ -123,4 +123,17 @@ QUERIES = {
             ORDER BY r2.finished_at DESC LIMIT 1
         )
     """,
+    # Interactions for recommenders (core.interactions): NULL parameters mean "all".
+    # Ties in time are broken by item, then event type, so every load gives one order.
+    "interactions": """
+        SELECT user_pseudonym, item_id, event_type, ts, promotion FROM events
+        WHERE ($event_types::VARCHAR[] IS NULL
+               OR list_contains($event_types::VARCHAR[], event_type))
+          AND ($before::TIMESTAMP IS NULL OR ts < $before::TIMESTAMP)
+        ORDER BY user_pseudonym, ts, item_id, event_type
+    """,
+    "catalogue": """
+        SELECT item_id, title, brand, category, price, description FROM items
+        ORDER BY item_id
+    """,
 }

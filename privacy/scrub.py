@@ -46,7 +46,7 @@ PII_TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "IP", "URL", "NAME")
 
 # Regions whose national formats the phone matcher understands; numbers written with a
 # leading "+" parse the same under any of them.
-PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN")
+PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "ES", "IT", "NL", "IE", "AU")
 
 # When two detections cover the same span, the earlier type here is kept: a structured,
 # checksum-validated match says more than a generic one.
@@ -189,7 +189,10 @@ _THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:[ ,.]\d{3}){2,}")
 _MIN_MATCHER_DIGITS = 8
 _YEAR = re.compile(r"(?:19|20)\d\d")
 # Dates keep their digits: "2018-06-17", "06/17/2018", "17.06.2018".
-_DATE = re.compile(r"\b(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})\b")
+# A date has exactly three parts: "04.65.71.42.31" is a (French) phone number.
+_DATE = re.compile(
+    r"(?<![\d.])\b(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})\b(?![-/.]\d)"
+)
 # A number right after one of these words identifies a product or order, not a person.
 _NON_PERSONAL_CONTEXT = re.compile(
     r"\b(?:isbn(?:-1[03])?|sku|upc|ean|asin|order|tracking|serial|invoice|model|part|item"

@@ -1,0 +1,227 @@
+"""Training examples for the cross-encoder, grouped by customer.
+
+An example is one moment of a customer's training history: the target interaction
+(label 1), the customer's last `history_len` interactions strictly before it (most
+recent first), the context of the target (season and weekday of its ts, its promotion
+flag) and `negatives` items they did not interact with (label 0). The model reads each
+(history + context, candidate) pair as text through `core.fields` (`build_input`, then
+`to_text_pair`), so the explanation code can mask the same named fields later.
+
+Privacy unit = the customer. Every example carries its own negatives (no in-batch
+negatives: a loss that mixes customers breaks per-example clipping), each customer
+keeps at most `max_per_customer` examples (their most recent targets), and
+`CustomerDataset[i]` is ONE of customer i's example groups, drawn at random on each
+access. Poisson sampling over customers plus Opacus' per-sample clipping therefore
+clips what one customer contributes to a step: the epsilon is user-level.
+
+Negatives: about half from the target's category (harder: same kind of item), the rest
+from the catalogue, uniform by default. `negative_weighting="popularity"` draws the rest
+by training popularity: better negatives, but then one customer's examples depend on the
+other customers' data, which the DP-SGD analysis does not cover; `core.train` allows it
+for non-private runs only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from core.fields import ModelInput, build_input, to_text_pair
+from core.interactions import EVENT_TYPE, ITEM, PROMOTION, TS, USER, as_interactions
+from core.model import encode_pairs
+
+NEGATIVE_WEIGHTINGS = ("uniform", "popularity")
+
+
+@dataclass(frozen=True)
+class ExampleConfig:
+    history_len: int = 5  # interactions shown before the target, most recent first
+    negatives: int = 4  # per example; the group has 1 + negatives candidates
+    same_category_share: float = 0.5  # of the negatives, drawn from the target's category
+    negative_weighting: str = "uniform"  # the other negatives: "uniform" or "popularity"
+    max_per_customer: int = 8  # the most recent targets of each customer
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.history_len < 1 or self.negatives < 1 or self.max_per_customer < 1:
+            raise ValueError(f"history_len={self.history_len}, negatives={self.negatives}, "
+                             f"max_per_customer={self.max_per_customer}: each must be >= 1.")
+        if not 0.0 <= self.same_category_share <= 1.0:
+            raise ValueError(f"same_category_share={self.same_category_share}: must lie in "
+                             "[0, 1].")
+        if self.negative_weighting not in NEGATIVE_WEIGHTINGS:
+            raise ValueError(f"negative_weighting={self.negative_weighting!r}: choose one of "
+                             f"{NEGATIVE_WEIGHTINGS}.")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExampleGroup:
+    """One training example: candidates[0] is the target, the rest its negatives."""
+
+    user: str
+    ts: pd.Timestamp  # of the target
+    promotion: bool | None  # of the target (None: unknown)
+    history: tuple[tuple[str, str, pd.Timestamp], ...]  # (event_type, item_id, ts), newest 1st
+    candidates: tuple[str, ...]  # item ids: the positive first
+
+    @property
+    def positive(self) -> str:
+        return self.candidates[0]
+
+    @property
+    def negatives(self) -> tuple[str, ...]:
+        return self.candidates[1:]
+
+
+def item_records(catalogue: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """{item_id: catalogue row as a dict} (what `core.fields` reads of an item)."""
+    rows = catalogue.assign(**{ITEM: catalogue[ITEM].astype(str)}).drop_duplicates(ITEM)
+    return {r[ITEM]: r for r in rows.to_dict("records")}
+
+
+def _record(items: Mapping[str, Mapping[str, object]], item_id: str) -> Mapping[str, object]:
+    return items.get(item_id) or {ITEM: item_id}
+
+
+def _promotion(value: object) -> bool | None:
+    return None if value is None or pd.isna(value) else bool(value)
+
+
+def model_input(history: Sequence[tuple[str, str]], ts: pd.Timestamp | None,
+                promotion: bool | None, candidate: str,
+                items: Mapping[str, Mapping[str, object]]) -> ModelInput:
+    """The named fields of one (history, context, candidate); `history` is
+    (event_type, item_id) pairs, most recent first."""
+    return build_input([(kind, _record(items, item)) for kind, item in history], ts,
+                       promotion, _record(items, candidate))
+
+
+def group_text_pairs(group: ExampleGroup, items: Mapping[str, Mapping[str, object]]
+                     ) -> tuple[list[str], list[str]]:
+    """The (text_a, text_b) pairs of a group's candidates, in candidate order."""
+    history = [(kind, item) for kind, item, _ in group.history]
+    pairs = [to_text_pair(model_input(history, group.ts, group.promotion, c, items))
+             for c in group.candidates]
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def _draw(rng: np.random.Generator, pool: np.ndarray, weights: np.ndarray | None,
+          n: int) -> list[str]:
+    """Up to n distinct items of `pool` (weights need not be normalised)."""
+    n = min(n, len(pool))
+    if n == 0:
+        return []
+    p = None if weights is None else weights / weights.sum()
+    return list(rng.choice(pool, size=n, replace=False, p=p))
+
+
+def build_examples(train: pd.DataFrame, catalogue: pd.DataFrame,
+                   config: ExampleConfig = ExampleConfig()) -> list[ExampleGroup]:
+    """Example groups from `train` interactions, ranked against `catalogue` items.
+
+    For each customer: every interaction with at least one interaction strictly before
+    it is a possible target; the last `max_per_customer` of them are kept. Negatives are
+    catalogue items the customer never interacted with in `train`. A target with fewer
+    than `negatives` possible negatives is skipped (only on tiny catalogues)."""
+    frame = as_interactions(train)
+    rng = np.random.default_rng(config.seed)
+    catalogue_ids = np.array(sorted(catalogue[ITEM].astype(str).unique()), dtype=object)
+    category = (catalogue.assign(**{ITEM: catalogue[ITEM].astype(str)})
+                .drop_duplicates(ITEM).set_index(ITEM)["category"]
+                .reindex(catalogue_ids))
+    by_category = {c: np.array(sorted(ids), dtype=object)
+                   for c, ids in category.dropna().groupby(category.dropna()).groups.items()}
+    if config.negative_weighting == "popularity":
+        counts = frame[ITEM].value_counts().reindex(catalogue_ids, fill_value=0)
+        weights = counts.to_numpy(dtype=np.float64) + 1.0  # unseen items stay possible
+    else:
+        weights = None
+    n_same = round(config.negatives * config.same_category_share)
+
+    groups: list[ExampleGroup] = []
+    for user, rows in frame.groupby(USER, sort=True):
+        kinds = rows[EVENT_TYPE].tolist()
+        item_ids = rows[ITEM].tolist()
+        stamps = list(rows[TS])
+        promos = rows[PROMOTION].tolist()
+        own = set(item_ids)
+        allowed = ~np.isin(catalogue_ids, list(own))
+        targets = [j for j in range(len(rows)) if stamps[0] < stamps[j]]  # history exists
+        for j in targets[-config.max_per_customer:]:
+            before = [i for i in range(j) if stamps[i] < stamps[j]]
+            history = tuple((kinds[i], item_ids[i], stamps[i])
+                            for i in reversed(before[-config.history_len:]))
+            same = by_category.get(category.get(item_ids[j]), np.array([], dtype=object))
+            same = same[~np.isin(same, list(own))]
+            negatives = _draw(rng, same, None, n_same)
+            rest = allowed & ~np.isin(catalogue_ids, negatives)
+            negatives += _draw(rng, catalogue_ids[rest],
+                               None if weights is None else weights[rest],
+                               config.negatives - len(negatives))
+            if len(negatives) < config.negatives:
+                continue
+            groups.append(ExampleGroup(user=str(user), ts=stamps[j],
+                                       promotion=_promotion(promos[j]), history=history,
+                                       candidates=(item_ids[j], *negatives)))
+    return groups
+
+
+def listwise_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Per-customer softmax cross-entropy over its group, positive at index 0.
+
+    logits (B, G) -> losses (B,): each row depends on one customer's group only."""
+    return -torch.log_softmax(logits, dim=1)[:, 0]  # (B,)
+
+
+class CustomerDataset(Dataset):
+    """Item i = one randomly drawn example group of customer i, tokenized:
+    (input_ids, attention_mask, token_type_ids), each (1 + negatives, max_length).
+
+    Tokenizing on access keeps memory flat for many customers (a group of 5 pairs
+    tokenizes in about a millisecond)."""
+
+    def __init__(self, groups: Sequence[ExampleGroup],
+                 items: Mapping[str, Mapping[str, object]], tokenizer, *, max_length: int,
+                 seed: int = 0):
+        by_user: dict[str, list[ExampleGroup]] = {}
+        for group in groups:
+            by_user.setdefault(group.user, []).append(group)
+        sizes = {len(g.candidates) for g in groups}
+        if len(sizes) > 1:
+            raise ValueError(f"example groups of different sizes {sorted(sizes)}: build them "
+                             "with one ExampleConfig.")
+        self.customers = sorted(by_user)
+        self.groups = [by_user[u] for u in self.customers]
+        self.items = items
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.customers)
+
+    def group(self, i: int) -> ExampleGroup:
+        """A random one of customer i's (at most max_per_customer) groups."""
+        options = self.groups[i]
+        return options[int(self.rng.integers(len(options)))]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        text_a, text_b = group_text_pairs(self.group(i), self.items)
+        batch = encode_pairs(self.tokenizer, text_a, text_b, max_length=self.max_length,
+                             pad_to_max=True)
+        return batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+
+
+def collate_groups(batch: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Stack groups to (B, G, L) and cut the columns that are padding everywhere."""
+    ids, mask, types = (torch.stack(x) for x in zip(*batch, strict=True))  # (B, G, L)
+    length = max(int(mask.sum(dim=-1).max()), 1)
+    return ids[..., :length], mask[..., :length], types[..., :length]
