@@ -1,11 +1,14 @@
 """Train / validation / test splits of interactions, and leak-free histories.
 
 A split holds `train` (what a model may learn from) and one target row per user in
-`valid` and in `test`. At evaluation the history of a valid target is the user's
-train interactions before it; the history of a test target is the user's train and
-valid interactions before it. "Before" is strict (`ts < target ts`): Amazon stamps
-reviews by the day, and an item reviewed the same day as the target is not known
-earlier than the target itself.
+`valid` and in `test`. The history of a valid target is the user's train interactions
+before it; the history of a test target is the user's train and valid interactions
+before it (`Split.known_for`).
+
+`histories` is strict (`ts < target ts`), which is what training examples need: Amazon
+stamps reviews by the day, and an item reviewed the same day as the target is not known
+to have come earlier. The evaluation harness can also use the in-sequence history
+(`histories_frame(..., same_time=True)`, see core.evaluate).
 """
 
 from __future__ import annotations

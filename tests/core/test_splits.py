@@ -16,9 +16,9 @@ from core.interactions import (
     load_interactions,
 )
 from core.splits import (
-    history_before,
     histories,
     histories_frame,
+    history_before,
     leave_last_out,
     time_split,
 )
