@@ -7,6 +7,7 @@ message names the file, the line or the setting, and the fix).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,8 @@ from pathlib import Path
 from core.config import PROJECT_ROOT, Paths, PrivacyConfig
 
 DEFAULT_PORT = 8501
+# Modules that add their own subcommands with `register(subparsers)`.
+EXTENSIONS = ("core.cli_privacy",)
 
 
 class UsageError(RuntimeError):
@@ -188,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--port", type=int, default=DEFAULT_PORT)
 
     add("status", cmd_status, "Row counts and the last ingest runs.")
+    for module in EXTENSIONS:
+        importlib.import_module(module).register(sub)
     return parser
 
 
@@ -195,12 +200,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.ingest import IngestError
     from core.readers import SourceError
     from core.warehouse import WarehouseError
+    from privacy.ledger import LedgerError
     from privacy.pseudonym import PseudonymKeyError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (SourceError, IngestError, WarehouseError, PseudonymKeyError, UsageError) as exc:
+    except (SourceError, IngestError, WarehouseError, PseudonymKeyError, LedgerError,
+            UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ functions, so importing this module is cheap.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Sequence
@@ -77,8 +78,10 @@ def _prv_grid_points(history: list[Mechanism], delta: float) -> float:
     delta_error = delta / 1000
     prvs = [PoissonSubsampledGaussianPRV(q, sigma) for sigma, q, _ in history]
     steps = [t for _, _, t in history]
-    half_width = compute_safe_domain_size(prvs=prvs, max_self_compositions=steps,
-                                          eps_error=PRV_EPS_ERROR, delta_error=delta_error)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        half_width = compute_safe_domain_size(prvs=prvs, max_self_compositions=steps,
+                                              eps_error=PRV_EPS_ERROR, delta_error=delta_error)
     mesh = PRV_EPS_ERROR / np.sqrt(sum(steps) * np.log(12 / delta_error) / 2)
     return 2 * half_width / mesh
 
@@ -206,9 +209,17 @@ def rdp_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int,
         return 0.0
     if noise_multiplier == 0:
         return math.inf
-    acc = RdpAccountant()
-    acc.compose(_dp_event(noise_multiplier, sample_rate, steps))
-    return float(acc.get_epsilon(delta))
+    # dp_accounting logs (through absl) each RDP order whose series does not converge;
+    # it leaves that order out, and the bound from the others still holds.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        acc = RdpAccountant()
+        acc.compose(_dp_event(noise_multiplier, sample_rate, steps))
+        return float(acc.get_epsilon(delta))
+    finally:
+        absl_logger.setLevel(level)
 
 
 def gdp_mu(*, noise_multiplier: float, sample_rate: float, steps: int) -> float:
