@@ -22,5 +22,8 @@ _PAGES = Path(__file__).resolve().parent / "pages"
 # One line per page.
 PAGES = [
     st.Page(_PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page(_PAGES / "models.py", title="Models", icon=":material/model_training:"),
+    st.Page(_PAGES / "profile.py", title="Customer profile", icon=":material/person_search:"),
+    st.Page(_PAGES / "sentiment.py", title="Review sentiment", icon=":material/reviews:"),
 ]
 st.navigation(PAGES).run()
