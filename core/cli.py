@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +19,8 @@ from core.config import PROJECT_ROOT, Paths, PrivacyConfig
 
 DEFAULT_PORT = 8501
 # Modules that add their own subcommands with `register(subparsers)`.
-EXTENSIONS = ("core.cli_privacy",)
+EXTENSIONS = ("core.cli_models", "core.cli_explain", "core.cli_sentiment", "core.cli_campaigns",
+              "core.cli_privacy")
 
 
 class UsageError(RuntimeError):
@@ -102,6 +105,38 @@ def _demo_key() -> None:
     os.environ[KEY_FILE_ENV] = str(DEMO_KEY_FILE)
 
 
+# The model steps of the demo, run after the app is up (they take minutes on 2 cores;
+# the app keeps serving while they write). Small settings: a demo, not a benchmark.
+DEMO_PIPELINE = (
+    ("train", "--epsilon", "3", "--epochs", "1", "--max-customers", "600",
+     "--eval-users", "100", "--quiet"),
+    ("score", "--quiet"),
+    ("sentiment", "train", "--epsilon", "8", "--epochs", "1", "--max-reviewers", "400"),
+    ("sentiment", "score"),
+)
+
+
+def run_pipeline(steps=DEMO_PIPELINE, *, log: Path) -> subprocess.Popen:
+    """Run the model steps one after another in a background process, logging to `log`;
+    a failing step stops the chain (the log says which)."""
+    commands = " && ".join(
+        " ".join([shlex.quote(sys.executable), "-m", "core.cli", *map(shlex.quote, step)])
+        for step in steps)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = log.open("w")
+    return subprocess.Popen(["bash", "-c", f"set -x; {commands}"], stdout=handle,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    """Run the demo's model steps in the foreground."""
+    for step in DEMO_PIPELINE:
+        print("clearmark", " ".join(step), flush=True)
+        code = main(list(step))
+        if code:
+            raise UsageError(f"step `clearmark {' '.join(step)}` failed (exit {code}).")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     _demo_key()
     paths = Paths()
@@ -111,8 +146,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
                                         out=str(out), quiet=False))
     cmd_ingest(argparse.Namespace(paths=[str(out)], mapping=None, format=None, quiet=False,
                                   k=PrivacyConfig().k_anonymity))
-    if not args.no_app:
-        cmd_app(argparse.Namespace(port=args.port))
+    if args.no_app:
+        if not args.skip_models:
+            cmd_pipeline(args)
+        return
+    if not args.skip_models:
+        log = paths.data_dir / "demo_pipeline.log"
+        run_pipeline(log=log)
+        print(f"Training the DP recommender and the sentiment model in the background "
+              f"(log: {log}); their pages fill in when they finish.")
+    cmd_app(argparse.Namespace(port=args.port))
 
 
 def cmd_app(args: argparse.Namespace) -> None:
@@ -184,13 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--regenerate", action="store_true", help="regenerate the raw data")
-    demo.add_argument("--no-app", action="store_true", help="stop before serving the app")
+    demo.add_argument("--no-app", action="store_true",
+                      help="run the model steps in the foreground and stop (no app)")
+    demo.add_argument("--skip-models", action="store_true",
+                      help="only generate and ingest (no training, scoring, sentiment)")
     demo.add_argument("--port", type=int, default=DEFAULT_PORT)
 
     app = add("app", cmd_app, "Serve the Streamlit app on localhost.")
     app.add_argument("--port", type=int, default=DEFAULT_PORT)
 
     add("status", cmd_status, "Row counts and the last ingest runs.")
+    add("pipeline", cmd_pipeline, "The demo's model steps on the current warehouse: DP "
+        "recommender (train, score) and DP sentiment model (train, score).")
     for module in EXTENSIONS:
         importlib.import_module(module).register(sub)
     return parser

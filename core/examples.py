@@ -15,7 +15,11 @@ access. Poisson sampling over customers plus Opacus' per-sample clipping therefo
 clips what one customer contributes to a step: the epsilon is user-level.
 
 Negatives: about half from the target's category (harder: same kind of item), the rest
-from the catalogue, uniform by default. `negative_weighting="popularity"` draws the rest
+from the catalogue, uniform by default. With `hard_share > 0` that share of them comes
+first from the items closest to the example's history by the frozen MiniLM embedding of
+item text (what the content retrieval puts before the model at inference, so the model
+learns to re-rank what it will be shown); they depend on the customer's own history and
+the catalogue only, so they are safe under DP. `negative_weighting="popularity"` draws the rest
 by training popularity: better negatives, but then one customer's examples depend on the
 other customers' data, which the DP-SGD analysis does not cover; `core.train` allows it
 for non-private runs only.
@@ -23,17 +27,17 @@ for non-private runs only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from core.fields import ModelInput, build_input, to_text_pair
 from core.interactions import EVENT_TYPE, ITEM, PROMOTION, TS, USER, as_interactions
-from core.model import encode_pairs
 
 NEGATIVE_WEIGHTINGS = ("uniform", "popularity")
 
@@ -45,15 +49,17 @@ class ExampleConfig:
     same_category_share: float = 0.5  # of the negatives, drawn from the target's category
     negative_weighting: str = "uniform"  # the other negatives: "uniform" or "popularity"
     max_per_customer: int = 8  # the most recent targets of each customer
+    hard_share: float = 0.0  # of the negatives, drawn from the history's content neighbours
+    hard_pool: int = 20  # how many content neighbours those are drawn from
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.history_len < 1 or self.negatives < 1 or self.max_per_customer < 1:
             raise ValueError(f"history_len={self.history_len}, negatives={self.negatives}, "
                              f"max_per_customer={self.max_per_customer}: each must be >= 1.")
-        if not 0.0 <= self.same_category_share <= 1.0:
-            raise ValueError(f"same_category_share={self.same_category_share}: must lie in "
-                             "[0, 1].")
+        if not 0.0 <= self.same_category_share <= 1.0 or not 0.0 <= self.hard_share <= 1.0:
+            raise ValueError(f"same_category_share={self.same_category_share}, hard_share="
+                             f"{self.hard_share}: shares lie in [0, 1].")
         if self.negative_weighting not in NEGATIVE_WEIGHTINGS:
             raise ValueError(f"negative_weighting={self.negative_weighting!r}: choose one of "
                              f"{NEGATIVE_WEIGHTINGS}.")
@@ -104,12 +110,13 @@ def model_input(history: Sequence[tuple[str, str]], ts: pd.Timestamp | None,
                        promotion, _record(items, candidate))
 
 
-def group_text_pairs(group: ExampleGroup, items: Mapping[str, Mapping[str, object]]
-                     ) -> tuple[list[str], list[str]]:
-    """The (text_a, text_b) pairs of a group's candidates, in candidate order."""
+def group_text_pairs(group: ExampleGroup, items: Mapping[str, Mapping[str, object]], *,
+                     omit: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """The (text_a, text_b) pairs of a group's candidates, in candidate order, without
+    the `omit` fields (a model's `omit_fields`)."""
     history = [(kind, item) for kind, item, _ in group.history]
-    pairs = [to_text_pair(model_input(history, group.ts, group.promotion, c, items))
-             for c in group.candidates]
+    pairs = [to_text_pair(model_input(history, group.ts, group.promotion, c, items),
+                          masked=omit) for c in group.candidates]
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
@@ -124,13 +131,17 @@ def _draw(rng: np.random.Generator, pool: np.ndarray, weights: np.ndarray | None
 
 
 def build_examples(train: pd.DataFrame, catalogue: pd.DataFrame,
-                   config: ExampleConfig = ExampleConfig()) -> list[ExampleGroup]:
+                   config: ExampleConfig = ExampleConfig(), *,
+                   item_embeddings: np.ndarray | None = None) -> list[ExampleGroup]:
     """Example groups from `train` interactions, ranked against `catalogue` items.
 
     For each customer: every interaction with at least one interaction strictly before
     it is a possible target; the last `max_per_customer` of them are kept. Negatives are
     catalogue items the customer never interacted with in `train`. A target with fewer
-    than `negatives` possible negatives is skipped (only on tiny catalogues)."""
+    than `negatives` possible negatives is skipped (only on tiny catalogues).
+
+    `item_embeddings` (one unit row per catalogue item, in sorted item id order) are
+    needed for `hard_share > 0`; None computes them (`core.encoder.embed_texts`)."""
     frame = as_interactions(train)
     rng = np.random.default_rng(config.seed)
     catalogue_ids = np.array(sorted(catalogue[ITEM].astype(str).unique()), dtype=object)
@@ -144,7 +155,15 @@ def build_examples(train: pd.DataFrame, catalogue: pd.DataFrame,
         weights = counts.to_numpy(dtype=np.float64) + 1.0  # unseen items stay possible
     else:
         weights = None
-    n_same = round(config.negatives * config.same_category_share)
+    n_hard = round(config.negatives * config.hard_share)
+    n_same = round((config.negatives - n_hard) * config.same_category_share)
+    column = {item: c for c, item in enumerate(catalogue_ids)}
+    if n_hard and item_embeddings is None:
+        from core.baselines import item_text
+        from core.encoder import embed_texts
+
+        records = item_records(catalogue)
+        item_embeddings = embed_texts([item_text(records[i]) for i in catalogue_ids])
 
     groups: list[ExampleGroup] = []
     for user, rows in frame.groupby(USER, sort=True):
@@ -159,9 +178,18 @@ def build_examples(train: pd.DataFrame, catalogue: pd.DataFrame,
             before = [i for i in range(j) if stamps[i] < stamps[j]]
             history = tuple((kinds[i], item_ids[i], stamps[i])
                             for i in reversed(before[-config.history_len:]))
+            negatives: list[str] = []
+            if n_hard:
+                shown = [column[i] for _, i, _ in history if i in column]
+                if shown:
+                    sims = item_embeddings @ item_embeddings[shown].mean(axis=0)  # (I,)
+                    sims[~allowed] = -np.inf
+                    near = np.argsort(-sims, kind="stable")[:config.hard_pool]
+                    near = near[np.isfinite(sims[near])]
+                    negatives = _draw(rng, catalogue_ids[near], None, n_hard)
             same = by_category.get(category.get(item_ids[j]), np.array([], dtype=object))
-            same = same[~np.isin(same, list(own))]
-            negatives = _draw(rng, same, None, n_same)
+            same = same[~np.isin(same, list(own) + negatives)]
+            negatives += _draw(rng, same, None, n_same)
             rest = allowed & ~np.isin(catalogue_ids, negatives)
             negatives += _draw(rng, catalogue_ids[rest],
                                None if weights is None else weights[rest],
@@ -182,15 +210,20 @@ def listwise_loss(logits: torch.Tensor) -> torch.Tensor:
 
 
 class CustomerDataset(Dataset):
-    """Item i = one randomly drawn example group of customer i, tokenized:
-    (input_ids, attention_mask, token_type_ids), each (1 + negatives, max_length).
+    """Item i = one randomly drawn example group of customer i, as the model's input:
+    (hidden (G, L, H), mask (G, L), prior (G,)) for its G = 1 + negatives pairs.
 
-    Tokenizing on access keeps memory flat for many customers (a group of 5 pairs
-    tokenizes in about a millisecond)."""
+    `pair_states(text_a, text_b) -> (hidden, mask)` is the model's joined lower-layer
+    states (`CrossEncoder.pair_states`, cached per text); `prior(text_a, text_b)` its
+    zero-shot prior (zeros without one). Computing on access keeps memory flat for many
+    customers."""
 
     def __init__(self, groups: Sequence[ExampleGroup],
-                 items: Mapping[str, Mapping[str, object]], tokenizer, *, max_length: int,
-                 seed: int = 0):
+                 items: Mapping[str, Mapping[str, object]], *,
+                 pair_states: Callable[[Sequence[str], Sequence[str]],
+                                       tuple[torch.Tensor, torch.Tensor]],
+                 prior: Callable[[Sequence[str], Sequence[str]], np.ndarray] | None = None,
+                 omit: frozenset[str] = frozenset(), seed: int = 0):
         by_user: dict[str, list[ExampleGroup]] = {}
         for group in groups:
             by_user.setdefault(group.user, []).append(group)
@@ -201,8 +234,9 @@ class CustomerDataset(Dataset):
         self.customers = sorted(by_user)
         self.groups = [by_user[u] for u in self.customers]
         self.items = items
-        self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.pair_states = pair_states
+        self.prior = prior
+        self.omit = frozenset(omit)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -214,14 +248,19 @@ class CustomerDataset(Dataset):
         return options[int(self.rng.integers(len(options)))]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        text_a, text_b = group_text_pairs(self.group(i), self.items)
-        batch = encode_pairs(self.tokenizer, text_a, text_b, max_length=self.max_length,
-                             pad_to_max=True)
-        return batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+        text_a, text_b = group_text_pairs(self.group(i), self.items, omit=self.omit)
+        hidden, mask = self.pair_states(text_a, text_b)  # (G, L, H), (G, L)
+        prior = (np.zeros(len(text_a), dtype=np.float32) if self.prior is None
+                 else np.asarray(self.prior(text_a, text_b), dtype=np.float32))
+        return hidden, mask, torch.from_numpy(prior)
 
 
 def collate_groups(batch: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-    """Stack groups to (B, G, L) and cut the columns that are padding everywhere."""
-    ids, mask, types = (torch.stack(x) for x in zip(*batch, strict=True))  # (B, G, L)
-    length = max(int(mask.sum(dim=-1).max()), 1)
-    return ids[..., :length], mask[..., :length], types[..., :length]
+    """Pad groups to the batch's longest pair and stack: hidden (B, G, L, H),
+    mask (B, G, L), prior (B, G)."""
+    length = max(int(hidden.shape[1]) for hidden, _, _ in batch)
+    hidden = torch.stack([nn.functional.pad(h, (0, 0, 0, length - h.shape[1]))
+                          for h, _, _ in batch])
+    mask = torch.stack([nn.functional.pad(m, (0, length - m.shape[1])) for _, m, _ in batch])
+    prior = torch.stack([p for _, _, p in batch])
+    return hidden, mask, prior

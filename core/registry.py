@@ -120,6 +120,23 @@ def save(paths: Paths, *, run_id: str, model: CrossEncoder, train_config: Mappin
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
+    try:
+        _write_run(partial, run_id=run_id, model=model, train_config=train_config,
+                   privacy=privacy, fingerprint=fingerprint, metrics=metrics, curve=curve,
+                   candidates=candidates, extra_config=extra_config)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    os.replace(partial, final)
+    return final
+
+
+def _write_run(partial: Path, *, run_id: str, model: CrossEncoder,
+               train_config: Mapping[str, object], privacy: Mapping[str, object],
+               fingerprint: Mapping[str, object], metrics: Mapping[str, object] | None,
+               curve: list[Mapping[str, object]] | None,
+               candidates: Mapping[str, object] | None,
+               extra_config: Mapping[str, object] | None) -> None:
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(partial / WEIGHTS), metadata={"run_id": run_id})
     config = {
@@ -138,8 +155,6 @@ def save(paths: Paths, *, run_id: str, model: CrossEncoder, train_config: Mappin
     _write_json(partial / "fingerprint.json", dict(fingerprint))
     _write_json(partial / "curve.json", list(curve or []))
     _write_json(partial / "candidates.json", dict(candidates or {}))
-    os.replace(partial, final)
-    return final
 
 
 def write_metrics(paths: Paths, run_id: str, metrics: Mapping[str, object]) -> Path:
@@ -168,7 +183,7 @@ def load(run_id: str, paths: Paths | None = None) -> LoadedModel:
     read = {name: json.loads((path / name).read_text()) if (path / name).exists() else {}
             for name in FILES}
     config = read["config.json"]
-    model_config = ModelConfig(**config["model_config"])
+    model_config = ModelConfig.from_dict(config["model_config"])
     bert_config = BertConfig.from_dict(config["bert_config"])
     model = CrossEncoder.from_config(bert_config, model_config)
     state = load_file(str(path / WEIGHTS))

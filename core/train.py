@@ -31,8 +31,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,6 @@ from core.examples import (
     listwise_loss,
     model_input,
 )
-from core.fields import to_text_pair
 from core.interactions import (
     EVENT_TYPE,
     ITEM,
@@ -67,6 +66,8 @@ from core.interactions import (
 )
 from core.model import TORCH_THREADS, CrossEncoder, ModelConfig
 from core.splits import Split, leave_last_out, time_split
+from privacy import ledger
+from privacy.accounting import noise_for
 
 ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("hooks",)
@@ -90,8 +91,13 @@ class TrainConfig:
         pooler + head (head_lr None: the same as lr).
     non_private: train without DP (explicit only); recorded with epsilon = inf.
     negative_weighting: "uniform" (default; required under DP) or "popularity".
+    hard_share: share of negatives from the history's content neighbours (see
+        core.examples; DP-safe: they depend on the customer's own data only).
     max_customers: train on a random subset of customers (quick runs).
+    dataset: the ledger dataset the run is charged to (None: `dataset_name(paths)`).
     val_users: validation users ranked after each epoch for the progress bar (0: none).
+    eval_users: test users of the final evaluation (a seeded sample; None: all).
+    eval_baselines: also evaluate popularity, item-kNN and zero-shot content on the split.
     """
 
     epsilon: float = 3.0
@@ -110,8 +116,11 @@ class TrainConfig:
     max_examples_per_customer: int = 8
     negative_weighting: str = "uniform"
     same_category_share: float = 0.5
+    hard_share: float = 0.0
     max_customers: int | None = None
+    dataset: str | None = None
     val_users: int = 32
+    eval_users: int | None = None
     eval_baselines: bool = False
 
     def __post_init__(self) -> None:
@@ -148,78 +157,34 @@ def default_delta(customers: int) -> float:
 
 def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, steps: int,
                          accountant: str) -> tuple[float, str]:
-    """(sigma, accountant used): PRV where it works, else RDP (recorded)."""
-    try:
-        from privacy.accounting import noise_for
-    except ImportError:  # helper module not there yet: the same computation via Opacus
-        noise_for = _noise_for
+    """(sigma, accountant used): `privacy.accounting.noise_for` with the requested
+    accountant, falling back to the other one (PRV <-> RDP) where it fails."""
     order = [accountant] + [a for a in ACCOUNTANTS if a != accountant]
     errors = []
     for name in order:
         try:
-            return float(noise_for(target_epsilon=epsilon, delta=delta,
-                                   sample_rate=sample_rate, steps=steps,
-                                   accountant=name)), name
-        except (ValueError, RuntimeError, OverflowError, FloatingPointError) as exc:
+            sigma = noise_for(target_epsilon=epsilon, delta=delta, sample_rate=sample_rate,
+                              steps=steps, accountant=name)
+        except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
             errors.append(f"{name}: {exc}")
+            continue
+        if math.isfinite(sigma) and sigma > 0:
+            return sigma, name
+        errors.append(f"{name}: noise multiplier {sigma}")
     raise TrainingRefused(f"no noise multiplier reaches epsilon={epsilon} at delta={delta}, "
                           f"q={sample_rate:.4g}, {steps} steps ({'; '.join(errors)}): raise "
                           "epsilon, or lower epochs or the batch size.")
 
 
-def _noise_for(*, target_epsilon: float, delta: float, sample_rate: float, steps: int,
-               accountant: str = "prv") -> float:
-    from opacus.accountants.utils import get_noise_multiplier
-
-    return get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
-                                sample_rate=sample_rate, steps=steps, accountant=accountant,
-                                epsilon_tolerance=0.01)
-
-
-def _ledger():
-    """privacy.ledger (charge / complete / fail / BudgetExceeded), or a minimal stand-in
-    with the same calls while that module does not exist."""
-    try:
-        from privacy import ledger
-        return ledger
-    except ImportError:
-        return _StandInLedger
-
-
-class _StandInLedger:
-    """Append-only JSON lines with the same keyword signatures as privacy.ledger."""
-
-    class BudgetExceeded(RuntimeError):
-        pass
-
-    @staticmethod
-    def _append(path, record: Mapping[str, object]) -> None:
-        import json
-        from pathlib import Path
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as f:
-            f.write(json.dumps({"at": pd.Timestamp.now("UTC").isoformat(), **record},
-                               default=str) + "\n")
-
-    @classmethod
-    def charge(cls, *, ledger_path, budgets_path, run_id, repo_dir=None, note="", **fields):
-        cls._append(ledger_path, {"event": "charge", "run_id": run_id, "note": note,
-                                  **fields})
-
-    @classmethod
-    def complete(cls, *, ledger_path, run_id, epsilon=None, note=""):
-        cls._append(ledger_path, {"event": "complete", "run_id": run_id, "epsilon": epsilon,
-                                  "note": note})
-
-    @classmethod
-    def fail(cls, *, ledger_path, run_id, note=""):
-        cls._append(ledger_path, {"event": "fail", "run_id": run_id, "note": note})
-
-
-def budgets_path(paths: Paths):
+def budgets_path(paths: Paths) -> Path:
+    """The steward's budgets file (`clearmark budget set`)."""
     return paths.data_dir / "privacy_budgets.json"
+
+
+def dataset_name(paths: Paths) -> str:
+    """The dataset a run is charged to: the warehouse (its file stem). Every model
+    trained on the warehouse's customers draws on this one budget."""
+    return paths.warehouse.stem
 
 
 # --- candidates and the recommender ----------------------------------------------------
@@ -309,8 +274,8 @@ class CrossEncoderRecommender(BaseEstimator):
             promotion = query.get(PROMOTION)
             promotion = None if promotion is None or pd.isna(promotion) else bool(promotion)
             for c in cols:
-                a, b = to_text_pair(model_input(recent, ts, promotion, self.items_[c],
-                                                self.records_))
+                a, b = self.model.text_pair(model_input(recent, ts, promotion,
+                                                        self.items_[c], self.records_))
                 text_a.append(a)
                 text_b.append(b)
         return text_a, text_b
@@ -328,14 +293,14 @@ class CrossEncoderRecommender(BaseEstimator):
 
 
 def _known_before(history: pd.DataFrame, queries: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """{user: their history rows strictly before their query's ts, oldest first}."""
+    """{user: their `history` rows, oldest first}. The history is taken as given: the
+    caller decides what is known at query time (core.evaluate passes the interactions
+    that precede the target in the user's sequence; scoring passes everything)."""
     if history.empty:
         return {}
-    when = queries[[USER, TS]].astype({USER: str}).rename(columns={TS: "_query_ts"})
-    frame = history.astype({USER: str, ITEM: str}).merge(when, on=USER, how="inner")
-    query_ts = pd.to_datetime(frame["_query_ts"])
-    frame = frame[query_ts.isna() | (pd.to_datetime(frame[TS]) < query_ts)]
-    frame = frame.sort_values([USER, TS, ITEM], kind="stable")
+    users = set(queries[USER].astype(str))
+    frame = history.astype({USER: str, ITEM: str})
+    frame = frame[frame[USER].isin(users)].sort_values([USER, TS, ITEM], kind="stable")
     return {u: rows for u, rows in frame.groupby(USER, sort=False)}
 
 
@@ -354,11 +319,13 @@ def make_split(interactions: pd.DataFrame, split_name: str) -> Split:
     raise ValueError(f"split={split_name!r}: choose one of {SPLITS}.")
 
 
-def load_training_data(paths: Paths, *, max_customers: int | None = None, seed: int = 0
+def load_training_data(paths: Paths, *, max_customers: int | None = None, seed: int = 0,
+                       before: pd.Timestamp | None = None
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(interactions, ranking catalogue) from the warehouse; with `max_customers` a seeded
-    random subset of customers."""
-    interactions = load_interactions(paths)
+    random subset of customers; with `before` only events strictly before that time (a
+    backtest's model must not see what happened after its cutoff)."""
+    interactions = load_interactions(paths, before=before)
     if interactions.empty:
         raise TrainingRefused(f"the warehouse {paths.warehouse} holds no purchases, reviews "
                               "or add-to-cart events: ingest some first (`clearmark "
@@ -425,7 +392,7 @@ def _check_secure_mode(config: TrainConfig) -> None:
 
 def _optimizer(model: CrossEncoder, config: TrainConfig) -> torch.optim.Optimizer:
     head = [p for n, p in model.named_parameters() if p.requires_grad
-            and (n.startswith("bert.bert.pooler") or n.startswith("bert.classifier"))]
+            and n.startswith(("bert.bert.pooler", "bert.classifier", "prior_mix"))]
     head_ids = {id(p) for p in head}
     body = [p for p in model.trainable_parameters() if id(p) not in head_ids]
     groups = [{"params": head, "lr": config.head_lr or config.lr}]
@@ -463,9 +430,10 @@ def _ledger_note(config: TrainConfig, plan: PrivacyPlan, split: Split) -> str:
     return "; ".join(parts)
 
 
-def train(paths: Paths | None = None, config: TrainConfig = TrainConfig(), *,
-          model_config: ModelConfig = ModelConfig(), split_name: str = "leave_last_out",
-          progress: bool = True, bert_config=None, run_id: str | None = None) -> str:
+def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
+          model_config: ModelConfig | None = None, split_name: str = "leave_last_out",
+          progress: bool = True, bert_config=None, run_id: str | None = None,
+          before: pd.Timestamp | None = None) -> str:
     """Train, evaluate and register one cross-encoder; returns its run id.
 
     `bert_config` (a transformers BertConfig) trains a randomly initialised model of that
@@ -475,26 +443,28 @@ def train(paths: Paths | None = None, config: TrainConfig = TrainConfig(), *,
     from core import registry
 
     paths = paths or Paths()
+    config = config or TrainConfig()
+    model_config = model_config or ModelConfig()
     torch.set_num_threads(TORCH_THREADS)
     _check_secure_mode(config)
     interactions, catalogue = load_training_data(paths, max_customers=config.max_customers,
-                                                 seed=config.seed)
+                                                 seed=config.seed, before=before)
     split = make_split(interactions, split_name)
     example_config = ExampleConfig(history_len=model_config.history_len,
                                    negatives=model_config.negatives,
                                    same_category_share=config.same_category_share,
                                    negative_weighting=config.negative_weighting,
                                    max_per_customer=config.max_examples_per_customer,
-                                   seed=config.seed)
+                                   hard_share=config.hard_share, seed=config.seed)
     groups = build_examples(split.train, catalogue, example_config)
     customers = len({g.user for g in groups})
     plan = plan_privacy(config, customers)
     run_id = run_id or registry.new_run_id("ce")
     fingerprint = registry.data_fingerprint(split.train)
     epsilon = float("inf") if config.non_private else config.epsilon
-    ledger = _ledger()
     ledger.charge(ledger_path=paths.ledger, budgets_path=budgets_path(paths), run_id=run_id,
-                  dataset=str(paths.warehouse.name), dataset_fingerprint=fingerprint,
+                  dataset=config.dataset or dataset_name(paths),
+                  dataset_fingerprint=fingerprint,
                   artefact_kind=ARTEFACT_KIND,
                   privacy_unit="none" if config.non_private else "customer",
                   contribution_cap=config.max_examples_per_customer,
@@ -506,10 +476,13 @@ def train(paths: Paths | None = None, config: TrainConfig = TrainConfig(), *,
         model, curve, spent, timing = _fit(groups, catalogue, split, config, model_config,
                                            plan, progress=progress, bert_config=bert_config)
         recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
-        metrics = {"model": evaluate(recommender, split, k=10, on="test"),
+        eval_split = sample_test_users(split, config.eval_users, seed=config.seed)
+        started = time.perf_counter()
+        metrics = {"model": evaluate(recommender, eval_split, k=10, on="test"),
                    "timing": timing}
+        timing["eval_seconds"] = time.perf_counter() - started
         if config.eval_baselines:
-            metrics["baselines"] = evaluate_baselines(split, catalogue)
+            metrics["baselines"] = evaluate_baselines(eval_split, catalogue)
         privacy = {
             "private": not config.non_private, "epsilon": spent, "target_epsilon": epsilon,
             "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
@@ -526,12 +499,14 @@ def train(paths: Paths | None = None, config: TrainConfig = TrainConfig(), *,
                       privacy=privacy,
                       fingerprint={"sha256": fingerprint, "rows": len(split.train),
                                    "customers": plan.customers, "split": split.name,
-                                   "dataset": str(paths.warehouse.name)},
+                                   "dataset": config.dataset or dataset_name(paths)},
                       metrics=metrics, curve=curve,
                       candidates={"popular": recommender.popular_[
                           :model_config.popular_candidates].tolist(),
                           "source": "training split popularity"},
-                      extra_config={"split": split.name, "example_config":
+                      extra_config={"split": split.name,
+                                    "data_before": None if before is None else str(before),
+                                    "example_config":
                                     example_config.to_dict()})
         ledger.complete(ledger_path=paths.ledger, run_id=run_id,
                         epsilon=None if config.non_private else spent,
@@ -541,6 +516,15 @@ def train(paths: Paths | None = None, config: TrainConfig = TrainConfig(), *,
                     note=f"{type(exc).__name__}: {exc}"[:500])
         raise
     return run_id
+
+
+def sample_test_users(split: Split, users: int | None, *, seed: int = 0) -> Split:
+    """`split` with a seeded sample of `users` test targets (all with None)."""
+    if users is None or users >= len(split.test):
+        return split
+    test = split.test.sample(n=users, random_state=seed).reset_index(drop=True)
+    return Split(train=split.train, valid=split.valid, test=test,
+                 name=f"{split.name}+sample({users} test users, seed {seed})")
 
 
 def evaluate_baselines(split: Split, catalogue: pd.DataFrame, *, k: int = 10
@@ -559,36 +543,77 @@ def _new_model(model_config: ModelConfig, bert_config, seed: int) -> CrossEncode
     return CrossEncoder.from_pretrained(model_config)
 
 
-def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
-         model_config: ModelConfig, plan: PrivacyPlan, *, progress: bool, bert_config
-         ) -> tuple[CrossEncoder, list[dict[str, object]], float, dict[str, float]]:
-    """The training loop. Returns (model in eval mode, curve, epsilon spent, timing)."""
-    model = _new_model(model_config, bert_config, config.seed)
-    dataset = CustomerDataset(groups, item_records(catalogue), model.tokenizer,
-                              max_length=model_config.max_length, seed=config.seed)
+def build_dataset(groups, catalogue: pd.DataFrame, model: CrossEncoder, *,
+                  seed: int = 0) -> CustomerDataset:
+    """The per-customer dataset of `groups`, tokenized for `model` (with its prior)."""
+    return CustomerDataset(groups, item_records(catalogue), pair_states=model.pair_states,
+                           prior=model.prior_similarity,
+                           omit=frozenset(model.config.omit_fields), seed=seed)
+
+
+def prepare_training(model: CrossEncoder, dataset: CustomerDataset, config: TrainConfig,
+                     plan: PrivacyPlan):
+    """(module, optimizer, loader, engine): with DP, Opacus' GradSampleModule, DPOptimizer
+    and Poisson-sampling DPDataLoader (engine: the PrivacyEngine, None without DP)."""
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(dataset, batch_size=plan.batch_size, shuffle=True,
                         collate_fn=collate_groups, generator=generator)
     optimizer = _optimizer(model, config)
-    engine = None
-    module: torch.nn.Module = model
-    if not config.non_private:
-        from opacus import PrivacyEngine
+    if config.non_private:
+        return model, optimizer, loader, None
+    from opacus import PrivacyEngine
 
+    with warnings.catch_warnings():
+        # secure_mode is a recorded choice (TrainConfig, ledger): no need to nag about it
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant=plan.accountant, secure_mode=config.secure_mode)
         module, optimizer, loader = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader,
             noise_multiplier=plan.noise_multiplier, max_grad_norm=config.max_grad_norm,
             poisson_sampling=True, grad_sample_mode=config.grad_sample_mode,
             noise_generator=None if config.secure_mode else generator)
-        if abs(loader.sample_rate - plan.sample_rate) > 1e-12:
-            raise AssertionError(f"Opacus samples at {loader.sample_rate}, the ledger was "
-                                 f"charged for {plan.sample_rate}")
+    if abs(loader.sample_rate - plan.sample_rate) > 1e-12:
+        raise AssertionError(f"Opacus samples at {loader.sample_rate}, the ledger was "
+                             f"charged for {plan.sample_rate}")
+    return module, optimizer, loader, engine
+
+
+def train_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               batch: tuple[torch.Tensor, ...], trainable: list[torch.nn.Parameter], *,
+               private: bool) -> float:
+    """One optimisation step on a batch of customer groups; returns the mean loss (nan
+    for an empty batch).
+
+    An empty Poisson batch (possible with small sample rates) gets no forward pass, but
+    under DP the optimizer still steps: the noise is added to a zero gradient and the
+    accountant counts the step, as the privacy analysis assumes."""
+    hidden, mask, prior = batch
+    optimizer.zero_grad(set_to_none=True)
+    if hidden.shape[0] == 0:
+        if not private:
+            return float("nan")
+        for p in trainable:
+            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
+        optimizer.step()
+        return float("nan")
+    logits = module(hidden, mask, prior)  # (B, G)
+    loss = listwise_loss(logits).mean()  # mean over customers; Opacus rescales per sample
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
+         model_config: ModelConfig, plan: PrivacyPlan, *, progress: bool, bert_config
+         ) -> tuple[CrossEncoder, list[dict[str, object]], float, dict[str, float]]:
+    """The training loop. Returns (model in eval mode, curve, epsilon spent, timing)."""
+    model = _new_model(model_config, bert_config, config.seed)
+    dataset = build_dataset(groups, catalogue, model, seed=config.seed)
+    module, optimizer, loader, engine = prepare_training(model, dataset, config, plan)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(0.0, 1.0 - step / max(plan.steps, 1)))
     trainable = model.trainable_parameters()
     curve: list[dict[str, object]] = []
-    step = 0
     step_seconds: list[float] = []
     bar = tqdm(total=plan.steps, disable=not progress, desc="train", unit="step")
     val_hr = float("nan")
@@ -598,33 +623,19 @@ def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
     # sees no input gradient; that is intended (Opacus only needs the module outputs).
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
     for epoch in range(config.epochs):
-        for input_ids, attention_mask, token_type_ids in loader:
+        for batch in loader:
             started = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            size = int(input_ids.shape[0])
-            if size == 0:
-                # An empty Poisson batch: no forward pass; the DP optimizer still adds
-                # noise and the accountant counts the step (as the analysis assumes).
-                for p in trainable:
-                    p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
-                loss_value = float("nan")
-            else:
-                logits = module(input_ids, attention_mask, token_type_ids)  # (B, G)
-                loss = listwise_loss(logits).mean()
-                loss.backward()
-                loss_value = float(loss.detach())
-            if engine is not None or size > 0:
-                optimizer.step()
+            loss = train_step(module, optimizer, batch, trainable, private=engine is not None)
             schedule.step()
-            step += 1
             step_seconds.append(time.perf_counter() - started)
             if engine is not None:
                 spent = float(engine.accountant.get_epsilon(delta=plan.delta))
-            curve.append({"step": step, "epoch": epoch + 1, "batch_size": size,
-                          "loss": loss_value, "epsilon": None if engine is None else spent,
+            curve.append({"step": len(curve) + 1, "epoch": epoch + 1,
+                          "batch_size": int(batch[0].shape[0]), "loss": loss,
+                          "epsilon": None if engine is None else spent,
                           "seconds": step_seconds[-1]})
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", eps=f"{spent:.2f}" if engine else "inf",
+            bar.set_postfix(loss=f"{loss:.3f}", eps=f"{spent:.2f}" if engine else "inf",
                             val_hr10=f"{val_hr:.3f}")
         if config.val_users > 0:
             val_hr = validation_hr(model, split, catalogue, users=config.val_users,
@@ -635,15 +646,12 @@ def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
                             eps=f"{spent:.2f}" if engine else "inf", val_hr10=f"{val_hr:.3f}")
     bar.close()
     if engine is not None:
-        from opacus import GradSampleModule
-
-        if isinstance(module, GradSampleModule):
-            module.cleanup()  # remove the hooks: the saved model is a plain module
+        module.cleanup()  # remove Opacus' hooks and attributes: the saved model is plain
     model.eval()
-    timing = {"steps": step, "seconds_per_step": float(np.mean(step_seconds)) if step_seconds
-              else 0.0, "train_seconds": float(np.sum(step_seconds)),
-              "customers_per_second": (float(sum(c["batch_size"] for c in curve))
-                                       / max(float(np.sum(step_seconds)), 1e-9))}
+    total = float(np.sum(step_seconds)) if step_seconds else 0.0
+    timing = {"steps": len(curve), "seconds_per_step": total / max(len(curve), 1),
+              "train_seconds": total,
+              "customers_per_second": sum(c["batch_size"] for c in curve) / max(total, 1e-9)}
     return model, curve, float("inf") if engine is None else spent, timing
 
 

@@ -25,5 +25,6 @@ PAGES = [
     st.Page(_PAGES / "models.py", title="Models", icon=":material/model_training:"),
     st.Page(_PAGES / "profile.py", title="Customer profile", icon=":material/person_search:"),
     st.Page(_PAGES / "sentiment.py", title="Review sentiment", icon=":material/reviews:"),
+    st.Page(_PAGES / "campaigns.py", title="Campaigns", icon=":material/campaign:"),
 ]
 st.navigation(PAGES).run()

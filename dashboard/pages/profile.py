@@ -60,7 +60,8 @@ def render_recommendation_details(run_id: str, pseudonym: str, recs: pd.DataFram
     in here. Called right below the recommendations table with the scoring run, the
     customer's pseudonym and the rows shown (rank, item_id, title, category, price,
     score). Shows nothing until the panel exists."""
-    return None
+    from explain.panel import render_explanations
+    render_explanations(run_id, pseudonym, recs)
 
 
 # --- end of plug-in point ---------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_demo_builds_the_warehouse_with_a_demo_key_outside_it(tmp_path):
     env = {"HOME": str(home), "CLEARMARK_DATA": str(data), "CLEARMARK_KEY": "",
            "CLEARMARK_KEY_FILE": ""}
     env = {k: v for k, v in {**os.environ, **env}.items() if v != ""}
-    done = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--no-app",
+    done = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--no-app", "--skip-models",
                            "--customers", "300"], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0, done.stderr

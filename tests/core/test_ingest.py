@@ -208,7 +208,8 @@ def test_amazon_2023_format(warehouse_paths, tmp_path):
     results = ingest([reviews, meta], key=KEY, paths=warehouse_paths, progress=False)
     assert {r.source_format for r in results} == {"amazon-2023-reviews", "amazon-2023-meta"}
     with read_connection(warehouse_paths) as con:
-        item = con.execute("SELECT title, brand, category, price, description FROM items").fetchall()
+        item = con.execute(
+            "SELECT title, brand, category, price, description FROM items").fetchall()
         texts = [t for (t,) in con.execute("SELECT text FROM reviews ORDER BY ts").fetchall()]
         ts = con.execute("SELECT min(ts) FROM reviews").fetchone()[0]
     assert item == [("Robot", "RoboCo", "Robots", 19.99, "Walks")]

@@ -1,0 +1,195 @@
+"""DP training: user-level clipping, the accountant's epsilon, the ledger around the run."""
+
+import copy
+import json
+import math
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig
+
+from core import train as train_mod
+from core.config import Paths
+from core.examples import ExampleConfig, build_examples, collate_groups, listwise_loss
+from core.model import CrossEncoder, ModelConfig
+from core.registry import list_runs
+from core.train import (
+    TrainConfig,
+    TrainingRefused,
+    build_dataset,
+    dataset_name,
+    plan_privacy,
+    prepare_training,
+    train,
+    train_step,
+)
+from core.warehouse import write_transaction
+from privacy.budget import set_budget
+from privacy.ledger import BudgetExceeded, read_records
+
+TINY = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, max_position_embeddings=64)
+TINY_MODEL = ModelConfig(max_length=48, item_length=16, history_len=2, negatives=3,
+                         prior_scale=0.0,
+                         content_candidates=6, popular_candidates=4,
+                         omit_fields=("item_description",))
+CUSTOMERS = 40
+ITEMS = 30
+
+
+def build_warehouse(paths: Paths, *, customers: int = CUSTOMERS, seed: int = 0) -> None:
+    """`customers` customers with 4..7 purchases on distinct days, 30 items in 3
+    categories; customer u buys mostly from category u % 3 (something to learn)."""
+    rng = np.random.default_rng(seed)
+    categories = ("Books", "Kitchen", "Garden")
+    items = [(f"i{j:02d}", f"{categories[j % 3]} item {j}", f"Brand {j % 4}",
+              categories[j % 3], 4.0 + 3 * j, f"Item {j} of {categories[j % 3]}.", "fixture")
+             for j in range(ITEMS)]
+    events = []
+    for u in range(customers):
+        day = datetime(2024, 1, 1) + timedelta(days=int(rng.integers(0, 30)))
+        for _ in range(int(rng.integers(4, 8))):
+            j = int(rng.choice([k for k in range(ITEMS) if k % 3 == u % 3 or rng.random() < .1]))
+            day += timedelta(days=int(rng.integers(1, 9)))
+            events.append((f"u_{u:03d}", f"i{j:02d}", "purchase", day, bool(rng.random() < .3),
+                           "fixture"))
+    with write_transaction(paths) as con:
+        con.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", items)
+        con.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", events)
+
+
+@pytest.fixture
+def tiny_warehouse(warehouse_paths: Paths) -> Paths:
+    build_warehouse(warehouse_paths)
+    return warehouse_paths
+
+
+def quick(**changes) -> TrainConfig:
+    base = dict(epsilon=3.0, epochs=1, batch_size=16, val_users=0, eval_users=10, lr=1e-3)
+    return TrainConfig(**{**base, **changes})
+
+
+def groups_and_catalogue(paths: Paths):
+    interactions, catalogue = train_mod.load_training_data(paths)
+    split = train_mod.make_split(interactions, "leave_last_out")
+    groups = build_examples(split.train, catalogue, ExampleConfig(history_len=2, negatives=3))
+    return groups, catalogue
+
+
+def test_dp_run_spends_the_target_epsilon_and_is_recorded(tiny_warehouse):
+    run_id = train(tiny_warehouse, quick(), model_config=TINY_MODEL, bert_config=TINY,
+                   progress=False)
+    run = tiny_warehouse.models_dir / run_id
+    privacy = json.loads((run / "privacy.json").read_text())
+    assert privacy["privacy_unit"] == "customer" and privacy["contribution_cap"] == 8
+    assert privacy["steps"] >= 2 and privacy["noise_multiplier"] > 0
+    assert privacy["delta"] <= 1 / (10 * privacy["customers"])
+    # The accountant's epsilon after the planned steps matches the target (within 5%).
+    assert abs(privacy["epsilon"] - 3.0) / 3.0 < 0.05
+    curve = json.loads((run / "curve.json").read_text())
+    assert len(curve) == privacy["steps"]
+    assert [c["epsilon"] for c in curve] == sorted(c["epsilon"] for c in curve)
+    records = [r for r in read_records(tiny_warehouse.ledger) if r.run_id == run_id]
+    assert [r.status for r in records] == ["started", "completed"]
+    assert records[0].privacy_unit == "customer" and records[0].epsilon == 3.0
+    assert records[0].sample_rate == pytest.approx(privacy["sample_rate"])
+    assert "popularity" in records[0].note
+    assert list_runs(tiny_warehouse)["run_id"].tolist() == [run_id]
+
+
+def test_each_customer_is_one_clipped_gradient_per_step(tiny_warehouse):
+    groups, catalogue = groups_and_catalogue(tiny_warehouse)
+    config = quick(max_grad_norm=1e-3)  # small: every per-customer gradient is clipped
+    plan = plan_privacy(config, len({g.user for g in groups}))
+    no_dropout = BertConfig(**{**TINY.to_dict(), "hidden_dropout_prob": 0.0,
+                               "attention_probs_dropout_prob": 0.0})
+    model = CrossEncoder.from_config(no_dropout, TINY_MODEL)
+    with torch.no_grad():
+        model.bert.classifier.weight.normal_()
+    reference = copy.deepcopy(model)  # the same weights, without Opacus' hooks
+    dataset = build_dataset(groups, catalogue, model)
+    module, optimizer, loader, engine = prepare_training(model, dataset, config, plan)
+    for indices in loader.batch_sampler:  # Poisson: a customer is in a batch at most once
+        assert len(indices) == len(set(indices))
+    batch = next(b for b in loader if b[0].shape[0] > 1)
+    customers = batch[0].shape[0]
+    optimizer.zero_grad()
+    listwise_loss(module(*batch)).mean().backward()  # logits (B, G)
+    trainable = model.trainable_parameters()
+    # One per-sample gradient per CUSTOMER (not per candidate pair) for every parameter,
+    assert all(p.grad_sample.shape[0] == customers for p in trainable)
+    # and it is that customer's gradient alone: the grouped forward mixes no one.
+    ref_params = reference.trainable_parameters()
+    alone = torch.autograd.grad(listwise_loss(reference(*(x[:1] for x in batch))).sum(),
+                                ref_params)
+    for p, g in zip(trainable, alone, strict=True):
+        assert torch.allclose(p.grad_sample[0], g, atol=1e-6, rtol=1e-4)
+    norms = torch.stack([p.grad_sample.reshape(customers, -1).norm(dim=1)
+                         for p in trainable], dim=1).norm(dim=1)  # (B,)
+    assert (norms > config.max_grad_norm).all()  # so clipping matters below
+    # Opacus clips each customer's gradient to C: the batch sum is at most B * C.
+    optimizer.clip_and_accumulate()
+    total = torch.sqrt(sum((p.summed_grad ** 2).sum() for p in trainable))
+    assert float(total) <= customers * config.max_grad_norm * (1 + 1e-4)
+
+
+def test_an_empty_poisson_batch_is_counted_by_the_accountant(tiny_warehouse):
+    groups, catalogue = groups_and_catalogue(tiny_warehouse)
+    config = quick()
+    plan = plan_privacy(config, len({g.user for g in groups}))
+    model = CrossEncoder.from_config(TINY, TINY_MODEL)
+    module, optimizer, loader, engine = prepare_training(
+        model, build_dataset(groups, catalogue, model), config, plan)
+    shapes = collate_groups([loader.dataset[0]])
+    empty = tuple(torch.empty((0, *x.shape[1:]), dtype=x.dtype) for x in shapes)
+    before = [p.detach().clone() for p in model.trainable_parameters()]
+    loss = train_step(module, optimizer, empty, model.trainable_parameters(), private=True)
+    assert math.isnan(loss)
+    assert len(engine.accountant.history) == 1  # the step is accounted for
+    after = model.trainable_parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))  # noise
+
+
+def test_delta_above_one_over_ten_n_is_refused_before_the_ledger(tiny_warehouse):
+    with pytest.raises(TrainingRefused, match="delta"):
+        train(tiny_warehouse, quick(delta=0.01), model_config=TINY_MODEL, bert_config=TINY,
+              progress=False)
+    assert not tiny_warehouse.ledger.exists() or not read_records(tiny_warehouse.ledger)
+
+
+def test_over_budget_runs_are_refused_and_nothing_starts(tiny_warehouse, monkeypatch):
+    set_budget(budgets_path=train_mod.budgets_path(tiny_warehouse),
+               ledger_path=tiny_warehouse.ledger, dataset=dataset_name(tiny_warehouse),
+               epsilon=1.0, delta=1e-5)
+    started = []
+    monkeypatch.setattr(train_mod, "_fit", lambda *a, **k: started.append(1))
+    with pytest.raises(BudgetExceeded):
+        train(tiny_warehouse, quick(epsilon=3.0), model_config=TINY_MODEL,
+              bert_config=TINY, progress=False)
+    assert not started and list_runs(tiny_warehouse).empty
+
+
+def test_a_failure_after_the_charge_marks_the_run_failed(tiny_warehouse, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(train_mod, "_fit", boom)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(tiny_warehouse, quick(), model_config=TINY_MODEL, bert_config=TINY,
+              progress=False)
+    statuses = [r.status for r in read_records(tiny_warehouse.ledger) if r.run_id]
+    assert statuses[-2:] == ["started", "failed"]
+    assert list_runs(tiny_warehouse).empty
+
+
+def test_non_private_needs_the_explicit_flag_and_is_recorded_as_infinite(tiny_warehouse):
+    with pytest.raises(ValueError, match="non_private"):
+        TrainConfig(epsilon=math.inf)
+    with pytest.raises(ValueError, match="uniform"):
+        TrainConfig(negative_weighting="popularity")
+    run_id = train(tiny_warehouse, quick(non_private=True), model_config=TINY_MODEL,
+                   bert_config=TINY, progress=False)
+    record = [r for r in read_records(tiny_warehouse.ledger) if r.run_id == run_id][0]
+    assert record.privacy_unit == "none" and math.isinf(record.epsilon)
