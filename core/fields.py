@@ -80,7 +80,7 @@ def context_fields(ts: pd.Timestamp | None, promotion: bool | None) -> list[Fiel
     fields = []
     if ts is not None and not pd.isna(ts):
         fields.append(Field("ctx_season", "a", f"season: {SEASONS[ts.month]}"))
-        fields.append(Field("ctx_day", "a", "day: weekend" if ts.dayofweek >= 5
+        fields.append(Field("ctx_day", "a", "day: weekend" if ts.day_of_week >= 5
                             else "day: weekday"))
     if promotion is not None and not pd.isna(promotion):
         fields.append(Field("ctx_promotion", "a",
