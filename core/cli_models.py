@@ -34,7 +34,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from core.model import ModelConfig
-    from core.train import TrainConfig, train
+    from core.train import TrainConfig, train, with_overrides
 
     if args.non_private and args.epsilon is not None:
         _fail("--non-private and --epsilon contradict each other: drop one.")
@@ -42,13 +42,14 @@ def cmd_train(args: argparse.Namespace) -> None:
         model_config = ModelConfig(trainable_layers=args.trainable_layers,
                                    **({"max_length": args.max_length} if args.max_length
                                       else {}))
-        config = TrainConfig(
-            epsilon=math.inf if args.non_private else (args.epsilon or 3.0),
-            delta=args.delta, max_grad_norm=args.max_grad_norm, epochs=args.epochs,
-            batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-            non_private=args.non_private, secure_mode=args.secure_mode,
-            max_customers=args.max_customers, eval_baselines=args.baselines,
-            eval_users=args.eval_users)
+        config = with_overrides(
+            TrainConfig(non_private=args.non_private,
+                        epsilon=math.inf if args.non_private else TrainConfig.epsilon),
+            epsilon=args.epsilon, delta=args.delta, max_grad_norm=args.max_grad_norm,
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            head_lr=args.head_lr, seed=args.seed, secure_mode=args.secure_mode or None,
+            max_customers=args.max_customers, eval_baselines=args.baselines or None,
+            eval_users=args.eval_users, dataset=args.dataset)
         run_id = train(Paths(), config, model_config=model_config,
                        split_name=SPLIT_NAMES[args.split], progress=not args.quiet)
     except _user_errors() as exc:
@@ -142,18 +143,23 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `train`, `evaluate`, `score` and `models` to clearmark's subcommands."""
+    from core.train import TrainConfig
+
     help_ = ("Train the cross-encoder ranking model with user-level differential privacy "
              "(Opacus DP-SGD); the run is charged to the privacy ledger before it starts.")
     tr = sub.add_parser("train", help=help_, description=help_)
     tr.add_argument("--epsilon", type=float, help="privacy budget of the run (default 3)")
     tr.add_argument("--delta", type=float,
                     help="default min(1e-5, 1/(10 N customers)); must be <= 1/(10 N)")
-    tr.add_argument("--max-grad-norm", type=float, default=1.0,
-                    help="per-customer clipping norm (default 1.0)")
-    tr.add_argument("--epochs", type=int, default=3)
-    tr.add_argument("--batch-size", type=int, default=32,
-                    help="expected customers per step (Poisson sampling)")
-    tr.add_argument("--lr", type=float, default=5e-4)
+    tr.add_argument("--max-grad-norm", type=float,
+                    help=f"per-customer clipping norm (default {TrainConfig.max_grad_norm})")
+    tr.add_argument("--epochs", type=int, help=f"default {TrainConfig.epochs}")
+    tr.add_argument("--batch-size", type=int,
+                    help=f"expected customers per step, Poisson sampling (default "
+                         f"{TrainConfig.batch_size})")
+    tr.add_argument("--lr", type=float, help=f"encoder layers (default {TrainConfig.lr})")
+    tr.add_argument("--head-lr", type=float,
+                    help=f"pooler and head (default {TrainConfig.head_lr})")
     tr.add_argument("--non-private", action="store_true",
                     help="train WITHOUT differential privacy (recorded as epsilon inf; refused "
                          "where the steward set a budget)")
@@ -163,7 +169,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--trainable-layers", type=int, default=1,
                     help="top encoder layers that learn (default 1)")
     tr.add_argument("--max-length", type=int, help="tokens per text pair (default 128)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--dataset", help="ledger dataset to charge (default: the warehouse)")
+    tr.add_argument("--seed", type=int)
     tr.add_argument("--max-customers", type=int, help="a random subset of customers (quick)")
     tr.add_argument("--eval-users", type=int, help="test customers evaluated (default all)")
     tr.add_argument("--baselines", action="store_true",

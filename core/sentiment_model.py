@@ -229,6 +229,16 @@ class SentimentClassifier(nn.Module):
             self.bert.bert.pooler.requires_grad_(True)
         self.bert.classifier.requires_grad_(True)
 
+    def train(self, mode: bool = True) -> SentimentClassifier:
+        """Train mode for the trainable part only: the frozen embeddings and layers stay
+        in eval mode (no dropout), so their outputs are a fixed function of the review
+        and can be computed once (`core.sentiment_train.FeatureStore`)."""
+        super().train(mode)
+        self.bert.bert.embeddings.eval()
+        for layer in self.bert.bert.encoder.layer[:self.first_trainable]:
+            layer.eval()
+        return self
+
     @property
     def first_trainable(self) -> int:
         return self.bert.config.num_hidden_layers - self.config.trainable_layers

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from support import fixture_pseudonym  # noqa: E402
+
 from core.config import Paths  # noqa: E402
 from core.warehouse import write_transaction  # noqa: E402
 
@@ -41,11 +43,6 @@ def warehouse_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     monkeypatch.setenv("CLEARMARK_DATA", str(data_dir))
     monkeypatch.delenv("CLEARMARK_WAREHOUSE", raising=False)
     return Paths()
-
-
-def fixture_pseudonym(i: int) -> str:
-    """A pseudonym shaped like the real ones: 'u_' + 64 hex digits."""
-    return "u_" + hashlib.sha256(f"fixture-customer-{i}".encode()).hexdigest()
 
 
 SMALL_RUN_ID = "run_20250701T120000_fixture"
@@ -262,7 +259,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-BROWSER_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
@@ -280,13 +276,6 @@ def browser_page():
             yield browser.new_page(viewport={"width": 1400, "height": 1000})
         finally:
             browser.close()
-
-
-def wait_until_rendered(page, url: str) -> None:
-    """Load `url` and wait until Streamlit has finished running the page script."""
-    page.goto(url, timeout=BROWSER_TIMEOUT_MS)
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
-                           timeout=BROWSER_TIMEOUT_MS)
 
 
 # --- key fixtures --------------------------------------------------------------

@@ -185,14 +185,22 @@ by_stars = data.load("sentiment_by_stars")
 shown, hidden, dropped = suppress_shares(by_stars, ["stars"], min_cell=floor)
 table = shown.pivot_table(index="stars", columns="label", values="reviews", aggfunc="sum") \
     .reindex(columns=list(LABELS)) if not shown.empty else pd.DataFrame()
-disagree = by_stars[((by_stars["stars"] >= 4) & (by_stars["label"] == "negative"))
-                    | ((by_stars["stars"] <= 2) & (by_stars["label"] == "positive"))]
-count = int(disagree["reviews"].sum())
+
+
+def _disagreeing(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[((frame["stars"] >= 4) & (frame["label"] == "negative"))
+                 | ((frame["stars"] <= 2) & (frame["label"] == "positive"))]
+
+
+# Counted over the cells shown only: adding hidden cells back would give them away.
+count = int(_disagreeing(shown)["reviews"].sum())
+some_hidden = len(_disagreeing(by_stars)) > len(_disagreeing(shown))
 left, right = st.columns([2, 3], gap="large")
 with left:
-    st.metric("Stars and text disagree", f"{count:,}" if count >= floor or count == 0
-              else f"fewer than {floor}", border=True,
-              help="4-5 stars with a negative text, or 1-2 stars with a positive text")
+    st.metric("Stars and text disagree", f"{count:,}" if count else
+              ("fewer than " + str(floor) + " per cell" if some_hidden else "0"), border=True,
+              help="4-5 stars with a negative text, or 1-2 stars with a positive text; "
+                   "cells under the privacy floor are not counted")
     if not table.empty:
         cells = table.rename(index=lambda s: f"{s} ★").map(
             lambda v: "hidden" if pd.isna(v) else f"{int(v):,}")

@@ -347,6 +347,18 @@ def test_class_weights_act_after_clipping_so_the_sensitivity_stays_the_clip_norm
     assert (norms <= 1.0 + 1e-5).all()
 
 
+def test_frozen_features_are_deterministic_in_train_mode():
+    model = T.new_model(SentimentModelConfig(max_length=32), bert_config=TINY_BERT)
+    model.train()  # the trainable top layer drops out; the frozen part must not
+    assert not model.bert.bert.encoder.layer[0].training
+    assert model.bert.bert.encoder.layer[1].training
+    texts = ["a short one", "a much longer review that needs padding in a batch"]
+    alone = T.FeatureStore().get(model, texts[:1])[0]
+    batched = T.FeatureStore().get(model, texts)[0]
+    assert alone.shape == batched.shape
+    assert (alone.float() - batched.float()).abs().max() < 1e-2
+
+
 def test_feature_store_refuses_another_base():
     store = T.FeatureStore()
     a = T.new_model(SentimentModelConfig(max_length=32), bert_config=TINY_BERT, seed=0)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import BROWSER_TIMEOUT_MS, wait_until_rendered
+from support import BROWSER_TIMEOUT_MS, wait_until_rendered
 
 from core.warehouse import table_counts
 

@@ -136,7 +136,7 @@ def generated_campaign(warehouse_paths: Paths, pseudonym_key: bytes, tmp_path: P
 @pytest.mark.browser
 def test_campaigns_page_in_a_browser_draws_charts_and_logs_the_download(
         generated_campaign, running_app, browser_page, tmp_path):
-    from conftest import BROWSER_TIMEOUT_MS, wait_until_rendered
+    from support import BROWSER_TIMEOUT_MS, wait_until_rendered
 
     paths, campaign = generated_campaign
     page = browser_page

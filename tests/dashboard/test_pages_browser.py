@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import BROWSER_TIMEOUT_MS, wait_until_rendered
+from support import BROWSER_TIMEOUT_MS, wait_until_rendered
 from test_models_page import DP_RUN, PLAIN_RUN, write_fake_run
 from test_profile_page import most_active, write_recommendations
 

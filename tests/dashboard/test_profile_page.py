@@ -7,8 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import fixture_pseudonym
 from streamlit.testing.v1 import AppTest
+from support import fixture_pseudonym
 
 from core.config import Paths
 from core.warehouse import ensure_schema, query, write_transaction

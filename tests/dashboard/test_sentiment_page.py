@@ -120,7 +120,7 @@ def test_renders_scored_reviews(scored_warehouse):
     metrics = {m.label: m.value for m in at.metric}
     assert set(metrics) >= {"Negative reviews", "Neutral reviews", "Positive reviews",
                             "Stars and text disagree"}
-    assert metrics["Stars and text disagree"] == "fewer than 10"  # 3 reviews: a small cell
+    assert metrics["Stars and text disagree"] == "fewer than 10 per cell"  # 3: a small cell
     # month, category, segment, item, and the two overall aspect charts
     assert len(at.get("plotly_chart")) == 6
     captions = " ".join(c.value for c in at.caption)
