@@ -109,7 +109,8 @@ def _demo_key() -> None:
 # the app keeps serving while they write). Small settings: a demo, not a benchmark.
 DEMO_PIPELINE = (
     ("train", "--epsilon", "3", "--epochs", "1", "--max-customers", "600",
-     "--eval-users", "100", "--quiet"),
+     "--eval-users", "100", "--audit-pool", "200", "--quiet"),
+    ("audit", "membership", "--quiet"),
     ("score", "--quiet"),
     ("sentiment", "train", "--epsilon", "8", "--epochs", "1", "--max-reviewers", "400"),
     ("sentiment", "score"),

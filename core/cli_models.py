@@ -49,7 +49,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             head_lr=args.head_lr, seed=args.seed, secure_mode=args.secure_mode or None,
             max_customers=args.max_customers, eval_baselines=args.baselines or None,
-            eval_users=args.eval_users, dataset=args.dataset)
+            eval_users=args.eval_users, dataset=args.dataset, max_steps=args.max_steps,
+            held_out_items=args.held_out_items, audit_pool=args.audit_pool)
         run_id = train(Paths(), config, model_config=model_config,
                        split_name=SPLIT_NAMES[args.split], progress=not args.quiet)
     except _user_errors() as exc:
@@ -172,6 +173,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--dataset", help="ledger dataset to charge (default: the warehouse)")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--max-customers", type=int, help="a random subset of customers (quick)")
+    tr.add_argument("--audit-pool", type=int,
+                    help="customers drawn for `clearmark audit membership`, each left out "
+                         "of training with probability 1/2 (default 0: no audit)")
+    tr.add_argument("--max-steps", type=int,
+                    help="stop after this many steps (default: all the epochs' steps)")
+    tr.add_argument("--held-out-items", type=float,
+                    help="share of items kept out of training to measure cold-start items "
+                         "(default 0)")
     tr.add_argument("--eval-users", type=int, help="test customers evaluated (default all)")
     tr.add_argument("--baselines", action="store_true",
                     help="also evaluate popularity, item-kNN and zero-shot content")

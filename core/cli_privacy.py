@@ -137,6 +137,35 @@ def cmd_audit_report(args: argparse.Namespace) -> None:
         print(text, end="")
 
 
+def cmd_audit_membership(args: argparse.Namespace) -> None:
+    from core.membership_audit import audit_membership
+    from core.registry import RegistryError, latest_run
+    from core.train import TrainingRefused
+    from privacy.ledger import LedgerError
+
+    paths = Paths()
+    run_id = args.run or latest_run(paths)
+    if run_id is None:
+        _fail("no trained model to audit: train one with `clearmark train --audit-pool 200`.")
+    args.run = run_id
+    try:
+        result = audit_membership(run_id, paths, confidence=args.confidence,
+                                  progress=not args.quiet)
+    except (TrainingRefused, RegistryError, LedgerError, ValueError) as exc:
+        _fail(exc)
+    print(f"Membership audit of {args.run}: pool {result['pool']} customers "
+          f"({result['included']} trained on), {result['correct']} of {result['guesses']} "
+          f"guesses right.")
+    print(f"Empirical epsilon >= {result['epsilon_lower_bound']:.3f} at "
+          f"{result['confidence']:.0%} confidence; claimed epsilon "
+          f"{_eps(result['claimed_epsilon'])}.")
+    if result["flagged"]:
+        _fail(f"the empirical lower bound exceeds the claimed epsilon: run {args.run} is "
+              "flagged and cannot be released (recorded in the ledger).")
+    print("Recorded in the privacy ledger; a bound below the claim is expected and does not "
+          "prove the claim (the attack may be weak).")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `budget` and `audit` to clearmark's subcommands."""
     help_ = "The data steward's privacy budgets (epsilon, delta) per dataset."
@@ -170,3 +199,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--out", help="write to this file instead of printing")
     rep.add_argument("--expected-head", help="a head hash kept from an earlier verify")
     rep.set_defaults(func=cmd_audit_report)
+    mem = audit_sub.add_parser(
+        "membership", help="Empirical membership-inference audit of a ranking model run.",
+        description="One-run membership audit (Steinke, Nasr, Jagielski 2023) of a run "
+                    "trained with --audit-pool: an empirical lower bound on epsilon, "
+                    "recorded in the ledger next to the claimed epsilon. Exit 2 if the "
+                    "bound exceeds the claim (the run is flagged, not releasable).")
+    mem.add_argument("run", nargs="?", help="run id (default: the latest trained model; see "
+                     "`clearmark models`)")
+    mem.add_argument("--confidence", type=float, default=0.95,
+                     help="confidence of the bound (default 0.95)")
+    mem.add_argument("--quiet", action="store_true", help="no progress bar")
+    mem.set_defaults(func=cmd_audit_membership)

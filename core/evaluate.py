@@ -128,14 +128,22 @@ def hold_out_items(interactions: pd.DataFrame, *, share: float = 0.1,
     return kept, held
 
 
-def cold_item_split(split: Split, *, share: float = 0.1,
-                    seed: int = 0) -> tuple[Split, frozenset[str]]:
+def without_items(split: Split, *, share: float = 0.1,
+                  seed: int = 0) -> tuple[Split, frozenset[str]]:
     """`split` with `share` of its training items removed from train and valid (so from
-    every history), and with only the test targets that are such items."""
+    every history); the test targets are kept, those items included."""
     train, held = hold_out_items(split.train, share=share, seed=seed)
     valid = split.valid[~split.valid[ITEM].astype(str).isin(held)].reset_index(drop=True)
+    return Split(train=train, valid=valid, test=split.test,
+                 name=f"{split.name}+without-items(share={share}, seed={seed})"), held
+
+
+def cold_item_split(split: Split, *, share: float = 0.1,
+                    seed: int = 0) -> tuple[Split, frozenset[str]]:
+    """`without_items`, keeping only the test targets that are held-out items."""
+    cold, held = without_items(split, share=share, seed=seed)
     test = split.test[split.test[ITEM].astype(str).isin(held)].reset_index(drop=True)
-    return Split(train=train, valid=valid, test=test,
+    return Split(train=cold.train, valid=cold.valid, test=test,
                  name=f"{split.name}+cold-items(share={share}, seed={seed})"), held
 
 

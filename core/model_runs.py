@@ -194,6 +194,30 @@ def metrics_frame(metrics: Mapping[str, object]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "metric", "value", "is_model"])
 
 
+SEGMENT_LABELS = {"warm_items": "items seen in training", "cold_items":
+                  "items never seen in training (recall)", "cold_users":
+                  "customers with at most 2 earlier interactions"}
+
+
+def segments_frame(metrics: Mapping[str, object]) -> pd.DataFrame:
+    """Cold start, reported apart: `segment, model, users, hr@10, ndcg@10` for the model
+    and each baseline on every recorded segment (empty when none was recorded)."""
+    rows = []
+    evaluations = [(MODEL_LABEL, metrics.get("segments"))]
+    evaluations += [(name, v.get("segments")) for name, v in baseline_metrics(metrics).items()]
+    for name, segments in evaluations:
+        if not isinstance(segments, Mapping):
+            continue
+        for segment, label in SEGMENT_LABELS.items():
+            values = segments.get(segment)
+            if isinstance(values, Mapping):
+                rows.append({"segment": label, "model": name,
+                             "users": _number(values.get("users")),
+                             "hr@10": _number(values.get("hr@10")),
+                             "ndcg@10": _number(values.get("ndcg@10"))})
+    return pd.DataFrame(rows, columns=["segment", "model", "users", "hr@10", "ndcg@10"])
+
+
 def curve_frame(curve: list[Mapping[str, object]]) -> pd.DataFrame:
     """Per-step `step, epoch, loss, epsilon` (+ `val_hr@10` where recorded) as numbers.
 

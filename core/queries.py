@@ -294,6 +294,15 @@ QUERIES = {
                rows_read, rows_accepted, rows_rejected
         FROM ingest_runs ORDER BY finished_at DESC LIMIT $limit
     """,
+    "privacy_dropped_columns": """
+        SELECT source, table_name, dropped_columns, finished_at FROM ingest_runs
+        WHERE dropped_columns IS NOT NULL AND dropped_columns <> ''
+        ORDER BY finished_at
+    """,
+    "privacy_scrub_counts": """
+        SELECT pii_type, sum(found) AS found FROM scrub_counts GROUP BY pii_type
+        ORDER BY found DESC, pii_type
+    """,
     "rejections_by_reason": """
         SELECT r.reason, sum(r.rows) AS rows
         FROM ingest_rejections r GROUP BY r.reason ORDER BY rows DESC

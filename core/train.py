@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from core.baselines import item_text
 from core.config import Paths
 from core.encoder import embed_texts
-from core.evaluate import evaluate
+from core.evaluate import evaluate, without_items
 from core.examples import (
     CustomerDataset,
     ExampleConfig,
@@ -68,6 +68,7 @@ from core.model import TORCH_THREADS, CrossEncoder, ModelConfig
 from core.splits import Split, leave_last_out, time_split
 from privacy import ledger
 from privacy.accounting import noise_for
+from privacy.membership import draw_pool
 
 ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("hooks",)
@@ -101,6 +102,14 @@ class TrainConfig:
     keep_best: keep the epoch (0: the untrained model, i.e. the zero-shot prior) with
         the best validation NDCG@10. Non-private runs only: choosing on validation
         targets is a use of personal data that no epsilon accounts for.
+    audit_pool: customers drawn for the one-run membership audit, each left out of
+        training with probability 1/2 (0: no audit possible; see core.membership_audit).
+    max_steps: stop after this many steps (None: `epochs` full epochs). With many
+        customers a run can stop within its first epoch; the accountant counts the steps
+        actually planned, at the same sample rate.
+    held_out_items: share of the items removed from training entirely (not in any
+        history, target or negative), to measure cold-start items: the evaluation then
+        reports the test targets that are such items apart ("cold_items").
     eval_users: test users of the final evaluation (a seeded sample; None: all).
     eval_baselines: also evaluate popularity, item-kNN and zero-shot content on the split.
     """
@@ -126,6 +135,9 @@ class TrainConfig:
     dataset: str | None = None
     val_users: int = 32
     keep_best: bool = False
+    audit_pool: int = 0
+    max_steps: int | None = None
+    held_out_items: float = 0.0
     eval_users: int | None = None
     eval_baselines: bool = False
 
@@ -135,6 +147,10 @@ class TrainConfig:
                              "train without privacy explicitly with non_private=True.")
         if self.delta is not None and not 0.0 < self.delta < 1.0:
             raise ValueError(f"delta={self.delta}: must lie in (0, 1).")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps={self.max_steps}: must be positive (or None).")
+        if not 0.0 <= self.held_out_items < 1.0:
+            raise ValueError(f"held_out_items={self.held_out_items}: a share in [0, 1).")
         if self.max_grad_norm <= 0 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"max_grad_norm={self.max_grad_norm}, epochs={self.epochs}, "
                              f"batch_size={self.batch_size}: all must be positive.")
@@ -381,6 +397,8 @@ def plan_privacy(config: TrainConfig, customers: int) -> PrivacyPlan:
     per_epoch = math.ceil(customers / batch)
     sample_rate = 1.0 / per_epoch  # what Opacus' DPDataLoader uses
     steps = per_epoch * config.epochs
+    if config.max_steps is not None:
+        steps = min(steps, config.max_steps)
     if config.non_private:
         return PrivacyPlan(customers, delta, batch, per_epoch, sample_rate, steps, 0.0, "none")
     sigma, used = noise_multiplier_for(epsilon=config.epsilon, delta=delta,
@@ -441,6 +459,39 @@ def _ledger_note(config: TrainConfig, plan: PrivacyPlan, split: Split) -> str:
     return "; ".join(parts)
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    split: Split
+    catalogue: pd.DataFrame        # ranking catalogue (held-out items included)
+    train_catalogue: pd.DataFrame  # what training may see (held-out items removed)
+    held: frozenset[str]
+    example_config: ExampleConfig
+    groups: list
+
+
+def training_data(paths: Paths, config: TrainConfig, model_config: ModelConfig, *,
+                  split_name: str = "leave_last_out", before: pd.Timestamp | None = None
+                  ) -> TrainingData:
+    """The split, catalogues and example groups of a run: deterministic given the
+    warehouse and the configs, so an audit can rebuild what training saw."""
+    interactions, catalogue = load_training_data(paths, max_customers=config.max_customers,
+                                                 seed=config.seed, before=before)
+    split = make_split(interactions, split_name)
+    held: frozenset[str] = frozenset()
+    if config.held_out_items:
+        split, held = without_items(split, share=config.held_out_items, seed=config.seed)
+    # Negatives come from the items training may see: held-out items appear nowhere.
+    train_catalogue = catalogue[~catalogue[ITEM].astype(str).isin(held)]
+    example_config = ExampleConfig(history_len=model_config.history_len,
+                                   negatives=model_config.negatives,
+                                   same_category_share=config.same_category_share,
+                                   negative_weighting=config.negative_weighting,
+                                   max_per_customer=config.max_examples_per_customer,
+                                   hard_share=config.hard_share, seed=config.seed)
+    groups = build_examples(split.train, train_catalogue, example_config)
+    return TrainingData(split, catalogue, train_catalogue, held, example_config, groups)
+
+
 def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
           model_config: ModelConfig | None = None, split_name: str = "leave_last_out",
           progress: bool = True, bert_config=None, run_id: str | None = None,
@@ -458,16 +509,19 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
     model_config = model_config or ModelConfig()
     torch.set_num_threads(TORCH_THREADS)
     _check_secure_mode(config)
-    interactions, catalogue = load_training_data(paths, max_customers=config.max_customers,
-                                                 seed=config.seed, before=before)
-    split = make_split(interactions, split_name)
-    example_config = ExampleConfig(history_len=model_config.history_len,
-                                   negatives=model_config.negatives,
-                                   same_category_share=config.same_category_share,
-                                   negative_weighting=config.negative_weighting,
-                                   max_per_customer=config.max_examples_per_customer,
-                                   hard_share=config.hard_share, seed=config.seed)
-    groups = build_examples(split.train, catalogue, example_config)
+    data = training_data(paths, config, model_config, split_name=split_name, before=before)
+    split, catalogue, train_catalogue, held = (data.split, data.catalogue,
+                                               data.train_catalogue, data.held)
+    example_config, groups = data.example_config, data.groups
+    pool: dict[str, bool] = {}
+    if config.audit_pool:
+        # The one-run membership audit (`core.membership_audit`): pool customers are in
+        # training with probability 1/2; the left-out half never reaches the model.
+        try:
+            pool = draw_pool({g.user for g in groups}, config.audit_pool, seed=config.seed)
+        except ValueError as exc:
+            raise TrainingRefused(f"membership audit pool: {exc}") from exc
+        groups = [g for g in groups if pool.get(g.user, True)]
     customers = len({g.user for g in groups})
     plan = plan_privacy(config, customers)
     run_id = run_id or registry.new_run_id("ce")
@@ -484,16 +538,18 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                   epsilon=epsilon, accountant=plan.accountant,
                   secure_mode=config.secure_mode, note=_ledger_note(config, plan, split))
     try:
-        model, curve, spent, timing = _fit(groups, catalogue, split, config, model_config,
+        model, curve, spent, timing = _fit(groups, train_catalogue, split, config,
+                                           model_config,
                                            plan, progress=progress, bert_config=bert_config)
         recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
         eval_split = sample_test_users(split, config.eval_users, seed=config.seed)
         started = time.perf_counter()
-        metrics = {"model": evaluate(recommender, eval_split, k=10, on="test"),
-                   "timing": timing}
+        segments = evaluate_segments(recommender, eval_split, held)
+        metrics = {"model": segments.pop("all"), "segments": segments, "timing": timing,
+                   "held_out_items": sorted(held)}
         timing["eval_seconds"] = time.perf_counter() - started
         if config.eval_baselines:
-            metrics["baselines"] = evaluate_baselines(eval_split, catalogue)
+            metrics["baselines"] = evaluate_baselines(eval_split, catalogue, held=held)
         privacy = {
             "private": not config.non_private, "epsilon": spent, "target_epsilon": epsilon,
             "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
@@ -515,7 +571,8 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                       candidates={"popular": recommender.popular_[
                           :model_config.popular_candidates].tolist(),
                           "source": "training split popularity"},
-                      extra_config={"split": split.name,
+                      extra_config={"split": split.name, "membership_pool": pool,
+                                    "split_kind": split_name,
                                     "data_before": None if before is None else str(before),
                                     "example_config":
                                     example_config.to_dict()})
@@ -538,13 +595,40 @@ def sample_test_users(split: Split, users: int | None, *, seed: int = 0) -> Spli
                  name=f"{split.name}+sample({users} test users, seed {seed})")
 
 
-def evaluate_baselines(split: Split, catalogue: pd.DataFrame, *, k: int = 10
-                       ) -> dict[str, dict[str, object]]:
-    """Popularity, item-kNN and zero-shot content on the same split (full catalogue)."""
+def evaluate_baselines(split: Split, catalogue: pd.DataFrame, *, k: int = 10,
+                       held: frozenset[str] = frozenset()) -> dict[str, dict[str, object]]:
+    """Popularity, item-kNN and zero-shot content on the same split (full catalogue);
+    with `held` items, each also carries its "segments" (`evaluate_segments`)."""
     from core.baselines import ItemKNN, Popularity, ZeroShotContent
 
-    return {m.name: evaluate(m.fit(split.train, catalogue), split, k=k, on="test")
-            for m in (Popularity(), ItemKNN(), ZeroShotContent())}
+    out = {}
+    for model in (Popularity(), ItemKNN(), ZeroShotContent()):
+        segments = evaluate_segments(model.fit(split.train, catalogue), split, held, k=k)
+        out[model.name] = {**segments.pop("all"), "segments": segments}
+    return out
+
+
+def evaluate_segments(model, split: Split, held: frozenset[str] = frozenset(), *,
+                      k: int = 10, max_history: int = 2) -> dict[str, dict[str, object]]:
+    """Full-catalogue metrics on the test targets: "all"; with `held` items, "warm_items"
+    (targets the training data contains) and "cold_items" (targets never seen in
+    training: hr@k is their recall@k); "cold_users" (at most `max_history` earlier
+    interactions) where there are such customers. Segments with no target are left out."""
+    out = {"all": evaluate(model, split, k=k, on="test")}
+    test = split.test
+    masks = {}
+    if held:
+        cold = test[ITEM].astype(str).isin(held).to_numpy()
+        masks["warm_items"], masks["cold_items"] = ~cold, cold
+    earlier = (pd.concat([split.train, split.valid]).groupby(USER).size()
+               .reindex(test[USER], fill_value=0).to_numpy())
+    masks["cold_users"] = earlier <= max_history
+    for name, mask in masks.items():
+        if mask.any():
+            sub = Split(train=split.train, valid=split.valid,
+                        test=test[mask].reset_index(drop=True), name=f"{split.name}+{name}")
+            out[name] = evaluate(model, sub, k=k, on="test")
+    return out
 
 
 def _new_model(model_config: ModelConfig, bert_config, seed: int) -> CrossEncoder:
@@ -642,8 +726,10 @@ def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
     # The frozen layers run without grad, so the first trainable layer's backward hook
     # sees no input gradient; that is intended (Opacus only needs the module outputs).
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
-    for epoch in range(config.epochs):
+    for epoch in range(math.ceil(plan.steps / plan.steps_per_epoch)):
         for batch in loader:
+            if len(curve) >= plan.steps:
+                break
             started = time.perf_counter()
             loss = train_step(module, optimizer, batch, trainable, private=engine is not None)
             schedule.step()
@@ -677,7 +763,8 @@ def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
         model.load_state_dict(best[2], strict=False)
     model.eval()
     total = float(np.sum(step_seconds)) if step_seconds else 0.0
-    timing = {"kept_epoch": best[1] if best is not None else config.epochs,
+    timing = {"kept_epoch": best[1] if best is not None else (curve[-1]["epoch"] if curve
+                                                               else 0),
               "steps": len(curve), "seconds_per_step": total / max(len(curve), 1),
               "train_seconds": total,
               "customers_per_second": sum(c["batch_size"] for c in curve) / max(total, 1e-9)}

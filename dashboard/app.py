@@ -26,5 +26,6 @@ PAGES = [
     st.Page(_PAGES / "profile.py", title="Customer profile", icon=":material/person_search:"),
     st.Page(_PAGES / "sentiment.py", title="Review sentiment", icon=":material/reviews:"),
     st.Page(_PAGES / "campaigns.py", title="Campaigns", icon=":material/campaign:"),
+    st.Page(_PAGES / "privacy.py", title="Privacy", icon=":material/shield:"),
 ]
 st.navigation(PAGES).run()

@@ -138,6 +138,19 @@ with metrics_col:
             )
         )
 
+    cold = model_runs.segments_frame(run.metrics)
+    if not cold.empty:
+        st.markdown("**Cold start**, reported apart")
+        st.dataframe(
+            cold.pivot_table(index=["segment", "users"], columns="model", values="ndcg@10",
+                             sort=False).reset_index(),
+            hide_index=True,
+            column_config={"users": st.column_config.NumberColumn("test customers",
+                                                                  format="%d")},
+        )
+        st.caption("NDCG@10 per segment (for never-seen items: how well they are ranked; "
+                   "popularity and item-kNN cannot recommend an item without interactions).")
+
 with privacy_col:
     st.subheader("Privacy spend")
     if not private:

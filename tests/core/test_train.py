@@ -193,3 +193,42 @@ def test_non_private_needs_the_explicit_flag_and_is_recorded_as_infinite(tiny_wa
                    bert_config=TINY, progress=False)
     record = [r for r in read_records(tiny_warehouse.ledger) if r.run_id == run_id][0]
     assert record.privacy_unit == "none" and math.isinf(record.epsilon)
+
+
+def test_max_steps_stops_within_the_epoch_and_the_accountant_counts_those_steps(
+        tiny_warehouse):
+    run_id = train(tiny_warehouse, quick(batch_size=4, max_steps=3), model_config=TINY_MODEL,
+                   bert_config=TINY, progress=False)
+    run = tiny_warehouse.models_dir / run_id
+    privacy = json.loads((run / "privacy.json").read_text())
+    curve = json.loads((run / "curve.json").read_text())
+    assert privacy["steps"] == 3 and len(curve) == 3
+    assert privacy["sample_rate"] == pytest.approx(1 / 10)  # 40 customers / 4: unchanged
+    assert abs(privacy["epsilon"] - 3.0) / 3.0 < 0.05
+
+
+def test_held_out_items_never_reach_training_and_are_reported_apart(tiny_warehouse,
+                                                                     monkeypatch):
+    seen: dict[str, object] = {}
+    real_build = train_mod.build_examples
+
+    def spy(train_frame, catalogue, config):
+        seen["train_items"] = set(train_frame["item_id"].astype(str))
+        seen["catalogue_items"] = set(catalogue["item_id"].astype(str))
+        return real_build(train_frame, catalogue, config)
+
+    monkeypatch.setattr(train_mod, "build_examples", spy)
+    run_id = train(tiny_warehouse, quick(held_out_items=0.2, eval_users=None,
+                                         eval_baselines=True),
+                   model_config=TINY_MODEL, bert_config=TINY, progress=False)
+    metrics = json.loads((tiny_warehouse.models_dir / run_id / "metrics.json").read_text())
+    held = set(metrics["held_out_items"])
+    assert len(held) == 6  # 20% of 30 items
+    assert not held & seen["train_items"] and not held & seen["catalogue_items"]
+    segments = metrics["segments"]
+    assert segments["warm_items"]["users"] + segments.get("cold_items", {"users": 0})["users"] \
+        == metrics["model"]["users"]
+    # ID-based baselines cannot recommend an item they never saw: recall 0 there.
+    for name in ("popularity", "item-knn"):
+        cold = metrics["baselines"][name]["segments"].get("cold_items")
+        assert cold is None or cold["hr@10"] == 0.0

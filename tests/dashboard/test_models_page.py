@@ -259,3 +259,18 @@ def test_selecting_the_non_private_run_warns_and_draws_no_epsilon_curve(two_runs
     assert len(at.get("plotly_chart")) == 2  # metrics (model only) and loss
     assert any("non-private" in i.value for i in at.info)
     assert any("no baselines recorded" in c.value for c in at.caption)
+
+
+def test_segments_frame_reports_cold_start_apart():
+    metrics = {
+        "model": {"hr@10": 0.3, "ndcg@10": 0.2},
+        "segments": {"cold_items": {"users": 12, "hr@10": 0.25, "ndcg@10": 0.11},
+                     "warm_items": {"users": 88, "hr@10": 0.31, "ndcg@10": 0.21}},
+        "baselines": {"item-knn": {"hr@10": 0.2, "ndcg@10": 0.1, "segments": {
+            "cold_items": {"users": 12, "hr@10": 0.0, "ndcg@10": 0.0}}}},
+    }
+    frame = model_runs.segments_frame(metrics)
+    cold = frame[frame["segment"].str.startswith("items never")]
+    assert dict(zip(cold["model"], cold["hr@10"], strict=True)) == {
+        model_runs.MODEL_LABEL: 0.25, "item-knn": 0.0}
+    assert model_runs.segments_frame({"model": {"hr@10": 0.3}}).empty
