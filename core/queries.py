@@ -175,7 +175,7 @@ CREATE TABLE IF NOT EXISTS activation_log (     -- `clearmark activate` (steward
 """
 
 QUERIES = {
-    # --- review sentiment (core.sentiment_*, dashboard/pages/sentiment.py) ---------------
+    # --- review sentiment (core.sentiment_*, dashboard/views/sentiment.py) ---------------
     "sentiment_reviews": """
         SELECT r.review_id, r.user_pseudonym, r.item_id, r.rating, r.ts, r.summary, r.text,
                i.category
@@ -427,7 +427,7 @@ QUERIES = {
         WHERE r.run_id = $run_id AND r.user_pseudonym = $user
         ORDER BY r.rank, r.item_id LIMIT $limit
     """,
-    # --- campaign audiences (core.campaigns, dashboard/pages/campaigns.py) ------------
+    # --- campaign audiences (core.campaigns, dashboard/views/campaigns.py) ------------
     "campaigns_list": """
         SELECT campaign_id, name, target_kind, target, promotion, season, rule, rule_value,
                holdout_share, seed, run_id, created_at, created_by

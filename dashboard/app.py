@@ -1,6 +1,6 @@
 """Streamlit entry file: routing only. Run with `streamlit run dashboard/app.py`.
 
-Pages live in `dashboard/pages/` and stay thin: they call `dashboard.data`
+Pages live in `dashboard/views/` and stay thin: they call `dashboard.data`
 (the cached warehouse reads) and the core/privacy/explain packages.
 """
 
@@ -17,7 +17,7 @@ if _ROOT not in sys.path:
 
 st.set_page_config(page_title="clearmark", layout="wide")
 
-_PAGES = Path(__file__).resolve().parent / "pages"
+_PAGES = Path(__file__).resolve().parent / "views"
 
 # One line per page.
 PAGES = [

@@ -19,7 +19,7 @@ APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
 def campaigns_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=180).run()
-    return at.switch_page("pages/campaigns.py").run()
+    return at.switch_page("views/campaigns.py").run()
 
 
 def texts(elements) -> list[str]:

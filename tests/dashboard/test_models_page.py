@@ -134,7 +134,7 @@ def two_runs(warehouse_paths: Paths) -> Paths:
 
 def _models_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()
-    return at.switch_page("pages/models.py").run()
+    return at.switch_page("views/models.py").run()
 
 
 # --- core.model_runs ----------------------------------------------------------------

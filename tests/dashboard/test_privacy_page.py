@@ -44,7 +44,7 @@ def charged(small_warehouse: Paths) -> Paths:
 
 def _page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()
-    return at.switch_page("pages/privacy.py").run()
+    return at.switch_page("views/privacy.py").run()
 
 
 def test_warehouse_report_lists_what_ingest_removed(small_warehouse):

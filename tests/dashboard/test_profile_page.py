@@ -15,7 +15,7 @@ from core.warehouse import ensure_schema, query, write_transaction
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
-PAGE = ROOT / "dashboard" / "pages" / "profile.py"
+PAGE = ROOT / "dashboard" / "views" / "profile.py"
 EMPTY_HINT = "Run `make run` (demo data) or `clearmark ingest <file>`"
 REC_RUN = "ce_20250702T090000_0000dp01"
 OLD_RUN = "ce_20250615T090000_0000old1"
@@ -80,7 +80,7 @@ def _profile_page(**query_params: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     at.query_params.update(query_params)
-    return at.switch_page("pages/profile.py").run()
+    return at.switch_page("views/profile.py").run()
 
 
 def _metrics(at: AppTest) -> dict[str, str]:

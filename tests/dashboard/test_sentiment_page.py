@@ -25,7 +25,7 @@ NASTY = "<script>alert('x')</script> Zipper broke"
 
 def _page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60).run()
-    return at.switch_page("pages/sentiment.py").run()
+    return at.switch_page("views/sentiment.py").run()
 
 
 def _spans(text: str, strong: str) -> str:

@@ -106,17 +106,24 @@ else:
             mine = mine.sort_values("started_at")
             finite = mine[mine["epsilon_claimed"].map(lambda e: math.isfinite(e))]
             if not finite.empty:
-                fig = go.Figure(go.Scatter(
-                    x=pd.to_datetime(finite["started_at"]),
-                    y=finite["epsilon_claimed"].cumsum(), mode="lines+markers",
-                    line_shape="hv", name="sum of claimed ε",
-                    text=finite["run_id"], hovertemplate="%{text}<br>ε so far %{y:.2f}"))
+                # One bar per run in time order (a time axis squeezes runs of one day
+                # together), and the running total: the sum is an upper bound on the
+                # composed spend shown on the left.
+                labels = (pd.to_datetime(finite["started_at"]).dt.strftime("%Y-%m-%d %H:%M")
+                          + " · " + finite["run_id"].str[-8:]).tolist()
+                fig = go.Figure([
+                    go.Bar(x=labels, y=finite["epsilon_claimed"], name="ε of the run",
+                           marker_color="#9ecae1", hovertext=finite["run_id"]),
+                    go.Scatter(x=labels, y=finite["epsilon_claimed"].cumsum(),
+                               mode="lines+markers", name="running sum",
+                               line={"color": "#1f77b4"})])
                 if d["budget_epsilon"] is not None:
                     fig.add_hline(y=d["budget_epsilon"], line_dash="dash",
                                   annotation_text="cap")
-                fig.update_layout(title="Spend by run over time (upper bound: sum)",
-                                  height=CHART_HEIGHT, margin=dict(t=50, b=10),
-                                  yaxis_title="ε", xaxis_title=None)
+                fig.update_layout(title="Spend by run, oldest first", height=CHART_HEIGHT,
+                                  margin=dict(t=50, b=10), yaxis_title="ε",
+                                  xaxis={"type": "category"},
+                                  legend={"orientation": "h", "y": -0.25})
                 st.plotly_chart(fig, use_container_width=True)
             non_private = int((mine["epsilon_claimed"] == math.inf).sum())
             if non_private:
