@@ -16,12 +16,6 @@ from typing import NoReturn
 
 from core.config import PROJECT_ROOT, Paths
 
-BUDGETS_FILE = "privacy_budgets.json"
-
-
-def budgets_path(paths: Paths | None = None) -> Path:
-    return (paths or Paths()).data_dir / BUDGETS_FILE
-
 
 def _fail(exc: Exception | str) -> NoReturn:
     # imported here: core.cli imports this module to register the commands
@@ -64,10 +58,10 @@ def cmd_budget_set(args: argparse.Namespace) -> None:
 
     paths = Paths()
     try:
-        b = set_budget(budgets_path=budgets_path(paths), ledger_path=paths.ledger,
+        b = set_budget(budgets_path=paths.budgets, ledger_path=paths.ledger,
                        dataset=args.dataset, epsilon=args.epsilon, delta=args.delta,
                        repo_dir=PROJECT_ROOT, note=args.note or "")
-        rows = overview(ledger_path=paths.ledger, budgets_path=budgets_path(paths),
+        rows = overview(ledger_path=paths.ledger, budgets_path=paths.budgets,
                         dataset=args.dataset)
     except (ValueError, LedgerError) as exc:
         _fail(exc)
@@ -82,7 +76,7 @@ def cmd_budget_show(args: argparse.Namespace) -> None:
 
     paths = Paths()
     try:
-        rows = overview(ledger_path=paths.ledger, budgets_path=budgets_path(paths),
+        rows = overview(ledger_path=paths.ledger, budgets_path=paths.budgets,
                         dataset=args.dataset)
     except (ValueError, LedgerError) as exc:
         _fail(exc)
@@ -117,7 +111,7 @@ def cmd_audit_report(args: argparse.Namespace) -> None:
 
     paths = Paths()
     try:
-        report = audit_report(ledger_path=paths.ledger, budgets_path=budgets_path(paths),
+        report = audit_report(ledger_path=paths.ledger, budgets_path=paths.budgets,
                               expected_head=args.expected_head)
     except (ValueError, LedgerError) as exc:
         _fail(exc)

@@ -43,6 +43,18 @@ class Paths:
         return self.data_dir / "privacy_ledger.jsonl"
 
     @property
+    def budgets(self) -> Path:
+        """The steward's privacy budgets (`clearmark budget set`)."""
+        return self.data_dir / "privacy_budgets.json"
+
+    @property
+    def dataset(self) -> str:
+        """The ledger's dataset: the warehouse (its file stem). Every model trained on
+        the warehouse's customers is charged to this one name, so their spends compose
+        against one budget."""
+        return self.warehouse.stem
+
+    @property
     def raw_demo_dir(self) -> Path:
         return self.data_dir / "raw" / "demo"
 

@@ -45,7 +45,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -194,16 +193,6 @@ def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, st
     raise TrainingRefused(f"no noise multiplier reaches epsilon={epsilon} at delta={delta}, "
                           f"q={sample_rate:.4g}, {steps} steps ({'; '.join(errors)}): raise "
                           "epsilon, or lower the epochs or the batch size.")
-
-
-def budgets_path(paths: Paths) -> Path:
-    return paths.data_dir / "privacy_budgets.json"
-
-
-def dataset_name(paths: Paths) -> str:
-    """The ledger's dataset: the warehouse, shared with every other model trained on it,
-    so that their spends compose against one budget."""
-    return str(paths.warehouse.name)
 
 
 def _check_secure_mode(config: SentimentTrainConfig) -> None:
@@ -634,8 +623,8 @@ def train(paths: Paths | None = None, config: SentimentTrainConfig = SentimentTr
     run_id = run_id or M.new_run_id()
     fingerprint = D.data_fingerprint(prepared.pool)
     epsilon = float("inf") if config.non_private else config.epsilon
-    ledger.charge(ledger_path=paths.ledger, budgets_path=budgets_path(paths), run_id=run_id,
-                  dataset=dataset_name(paths), dataset_fingerprint=fingerprint,
+    ledger.charge(ledger_path=paths.ledger, budgets_path=paths.budgets, run_id=run_id,
+                  dataset=paths.dataset, dataset_fingerprint=fingerprint,
                   artefact_kind=ARTEFACT_KIND,
                   privacy_unit="none" if config.non_private else PRIVACY_UNIT,
                   contribution_cap=config.max_reviews_per_reviewer,
@@ -683,7 +672,7 @@ def train(paths: Paths | None = None, config: SentimentTrainConfig = SentimentTr
         M.save(paths, run_id=run_id, model=model, train_config=config.to_dict(),
                privacy=privacy,
                fingerprint={"sha256": fingerprint, "reviews": int(len(prepared.pool)),
-                            "reviewers": plan.reviewers, "dataset": dataset_name(paths),
+                            "reviewers": plan.reviewers, "dataset": paths.dataset,
                             "cutoff": prepared.split.cutoff.isoformat()},
                metrics=metrics, curve=result.curve,
                code_version=ledger.code_version(PROJECT_ROOT))

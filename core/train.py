@@ -32,7 +32,6 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,7 +41,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from core.baselines import item_text
-from core.config import Paths
+from core.config import PROJECT_ROOT, Paths
 from core.encoder import embed_texts
 from core.evaluate import evaluate, without_items
 from core.examples import (
@@ -97,7 +96,7 @@ class TrainConfig:
     hard_share: share of negatives from the history's content neighbours (see
         core.examples; DP-safe: they depend on the customer's own data only).
     max_customers: train on a random subset of customers (quick runs).
-    dataset: the ledger dataset the run is charged to (None: `dataset_name(paths)`).
+    dataset: the ledger dataset the run is charged to (None: `paths.dataset`).
     val_users: validation users ranked after each epoch for the progress bar (0: none).
     keep_best: keep the epoch (0: the untrained model, i.e. the zero-shot prior) with
         the best validation NDCG@10. Non-private runs only: choosing on validation
@@ -200,17 +199,6 @@ def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, st
     raise TrainingRefused(f"no noise multiplier reaches epsilon={epsilon} at delta={delta}, "
                           f"q={sample_rate:.4g}, {steps} steps ({'; '.join(errors)}): raise "
                           "epsilon, or lower epochs or the batch size.")
-
-
-def budgets_path(paths: Paths) -> Path:
-    """The steward's budgets file (`clearmark budget set`)."""
-    return paths.data_dir / "privacy_budgets.json"
-
-
-def dataset_name(paths: Paths) -> str:
-    """The dataset a run is charged to: the warehouse (its file stem). Every model
-    trained on the warehouse's customers draws on this one budget."""
-    return paths.warehouse.stem
 
 
 # --- candidates and the recommender ----------------------------------------------------
@@ -456,6 +444,9 @@ def _ledger_note(config: TrainConfig, plan: PrivacyPlan, split: Split) -> str:
                                              if plan.accountant != config.accountant else ""))
     parts.append("candidate retrieval ships the popularity order of the training split "
                  "(not noised, not covered by epsilon)")
+    if config.audit_pool:
+        parts.append(f"membership audit pool of {config.audit_pool} customers, each left out "
+                     "of training with probability 1/2")
     return "; ".join(parts)
 
 
@@ -527,8 +518,8 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
     run_id = run_id or registry.new_run_id("ce")
     fingerprint = registry.data_fingerprint(split.train)
     epsilon = float("inf") if config.non_private else config.epsilon
-    ledger.charge(ledger_path=paths.ledger, budgets_path=budgets_path(paths), run_id=run_id,
-                  dataset=config.dataset or dataset_name(paths),
+    ledger.charge(ledger_path=paths.ledger, budgets_path=paths.budgets, run_id=run_id,
+                  dataset=config.dataset or paths.dataset,
                   dataset_fingerprint=fingerprint,
                   artefact_kind=ARTEFACT_KIND,
                   privacy_unit="none" if config.non_private else "customer",
@@ -536,7 +527,8 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                   noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
                   steps=plan.steps, max_grad_norm=config.max_grad_norm, delta=plan.delta,
                   epsilon=epsilon, accountant=plan.accountant,
-                  secure_mode=config.secure_mode, note=_ledger_note(config, plan, split))
+                  secure_mode=config.secure_mode, repo_dir=PROJECT_ROOT,
+                  note=_ledger_note(config, plan, split))
     try:
         model, curve, spent, timing = _fit(groups, train_catalogue, split, config,
                                            model_config,
@@ -566,7 +558,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                       privacy=privacy,
                       fingerprint={"sha256": fingerprint, "rows": len(split.train),
                                    "customers": plan.customers, "split": split.name,
-                                   "dataset": config.dataset or dataset_name(paths)},
+                                   "dataset": config.dataset or paths.dataset},
                       metrics=metrics, curve=curve,
                       candidates={"popular": recommender.popular_[
                           :model_config.popular_candidates].tolist(),

@@ -10,7 +10,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import warehouse
-from core.cli_privacy import budgets_path
 from core.config import Paths
 from core.privacy_report import warehouse_report
 from privacy.audit import audit_report, to_csv, to_json
@@ -23,7 +22,7 @@ EMPTY_HINT = (
 CHART_HEIGHT = 300
 
 paths = Paths()
-ledger_path, budget_file = paths.ledger, budgets_path(paths)
+ledger_path, budget_file = paths.ledger, paths.budgets
 
 
 def _stamp(path) -> tuple[int, int]:

@@ -43,7 +43,7 @@ def test_audit_separates_an_overfit_non_private_run_from_a_dp_run(warehouse_path
     assert {r.run_id for r in audits} == {leaky, private}
     rows = {r["run_id"]: r for r in audit_report(
         ledger_path=warehouse_paths.ledger,
-        budgets_path=warehouse_paths.data_dir / "privacy_budgets.json")["runs"]}
+        budgets_path=warehouse_paths.budgets)["runs"]}
     assert rows[private]["empirical_epsilon_lower_bound"] == pytest.approx(
         private_result["epsilon_lower_bound"])
     assert rows[private]["releasable"] and not rows[leaky]["releasable"]

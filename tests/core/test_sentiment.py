@@ -234,6 +234,8 @@ def test_dp_run_is_charged_before_training_and_completed(generated_warehouse, tr
     assert [r["status"] for r in records] == ["started", "completed"]
     started = records[0]
     assert started["artefact_kind"] == "sentiment"
+    # the same dataset as the recommender's runs: one budget for the warehouse's customers
+    assert started["dataset"] == generated_warehouse.dataset == "warehouse"
     assert started["privacy_unit"] == "customer"
     assert started["contribution_cap"] == 8
     assert started["epsilon"] == 8.0 and started["noise_multiplier"] > 0
@@ -295,8 +297,8 @@ def test_a_run_over_budget_is_refused_before_any_training(generated_warehouse, t
     paths.data_dir.mkdir()
     for name in ("warehouse.duckdb", "warehouse.read.duckdb"):
         (paths.data_dir / name).write_bytes((generated_warehouse.data_dir / name).read_bytes())
-    set_budget(budgets_path=T.budgets_path(paths), ledger_path=paths.ledger,
-               dataset=T.dataset_name(paths), epsilon=1.0, delta=1e-5)
+    set_budget(budgets_path=paths.budgets, ledger_path=paths.ledger,
+               dataset=paths.dataset, epsilon=1.0, delta=1e-5)
     with pytest.raises(BudgetExceeded):
         T.train(paths, T.SentimentTrainConfig(epsilon=8.0, epochs=1, accountant="rdp"),
                 bert_config=TINY_BERT, progress=False)

@@ -19,7 +19,6 @@ from core.train import (
     TrainConfig,
     TrainingRefused,
     build_dataset,
-    dataset_name,
     plan_privacy,
     prepare_training,
     train,
@@ -160,8 +159,8 @@ def test_delta_above_one_over_ten_n_is_refused_before_the_ledger(tiny_warehouse)
 
 
 def test_over_budget_runs_are_refused_and_nothing_starts(tiny_warehouse, monkeypatch):
-    set_budget(budgets_path=train_mod.budgets_path(tiny_warehouse),
-               ledger_path=tiny_warehouse.ledger, dataset=dataset_name(tiny_warehouse),
+    set_budget(budgets_path=tiny_warehouse.budgets,
+               ledger_path=tiny_warehouse.ledger, dataset=tiny_warehouse.dataset,
                epsilon=1.0, delta=1e-5)
     started = []
     monkeypatch.setattr(train_mod, "_fit", lambda *a, **k: started.append(1))

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.cli_privacy import budgets_path
 from core.config import Paths
 from core.privacy_report import warehouse_report
 from privacy import ledger
@@ -21,7 +20,7 @@ DP_RUN, PLAIN_RUN = "ce_20250702T090000_0000dp01", "ce_20250701T090000_0000np01"
 
 def _charge(paths: Paths, run_id: str, epsilon: float, sigma: float,
             dataset: str = "warehouse") -> None:
-    ledger.charge(ledger_path=paths.ledger, budgets_path=budgets_path(paths), run_id=run_id,
+    ledger.charge(ledger_path=paths.ledger, budgets_path=paths.budgets, run_id=run_id,
                   dataset=dataset, dataset_fingerprint="ab" * 32,
                   artefact_kind="ranking_model",
                   privacy_unit="none" if epsilon == float("inf") else "customer",
@@ -34,7 +33,7 @@ def _charge(paths: Paths, run_id: str, epsilon: float, sigma: float,
 
 @pytest.fixture
 def charged(small_warehouse: Paths) -> Paths:
-    set_budget(budgets_path=budgets_path(small_warehouse), ledger_path=small_warehouse.ledger,
+    set_budget(budgets_path=small_warehouse.budgets, ledger_path=small_warehouse.ledger,
                dataset="warehouse", epsilon=10.0, delta=1e-5)
     _charge(small_warehouse, DP_RUN, 1.838, 1.0)  # PRV at sigma 1, q .01, 1000 steps
     record_membership_audit(ledger_path=small_warehouse.ledger, run_id=DP_RUN,
