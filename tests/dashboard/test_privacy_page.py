@@ -91,3 +91,23 @@ def test_an_edited_ledger_is_shown_as_failed(charged):
     at = _page()
     assert not at.exception
     assert any("FAILED verification" in e.value for e in at.error)
+
+
+@pytest.mark.browser
+def test_privacy_page_in_a_browser_draws_the_gauge_and_the_spend(charged, running_app,
+                                                                 browser_page):
+    from support import BROWSER_TIMEOUT_MS, wait_until_rendered
+
+    page = browser_page
+    page.set_viewport_size({"width": 1400, "height": 2400})
+    # A deep link: the sidebar must list the app's pages, not the files of a folder.
+    wait_until_rendered(page, f"{running_app(charged.data_dir)}/privacy")
+    page.wait_for_selector("h1:has-text('Privacy')", timeout=BROWSER_TIMEOUT_MS)
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".filter(p => p.querySelector('.indicator, .trace')).length >= 2",
+        timeout=BROWSER_TIMEOUT_MS)
+    assert page.locator("[data-testid='stException']").count() == 0
+    nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+    assert "Privacy" in nav and "Customer profile" in nav and "app" not in nav.split()
+    assert page.get_by_text("Ledger verified").count() == 1
