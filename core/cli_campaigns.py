@@ -186,7 +186,8 @@ def cmd_backtest(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from core import campaigns as C
-    from core.train import TrainConfig, with_overrides
+    from core.dp_plan import with_overrides
+    from core.train import TrainConfig
 
     paths = Paths()
     campaign = C.load_campaign(paths, args.campaign_id)

@@ -33,8 +33,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from core.dp_plan import with_overrides
     from core.model import ModelConfig
-    from core.train import TrainConfig, train, with_overrides
+    from core.train import TrainConfig, train
 
     if args.non_private and args.epsilon is not None:
         _fail("--non-private and --epsilon contradict each other: drop one.")

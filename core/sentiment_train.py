@@ -43,7 +43,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -52,19 +52,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from core import dp_plan
 from core import sentiment_data as D
 from core import sentiment_model as M
 from core.config import PROJECT_ROOT, Paths, PrivacyConfig
+from core.dp_plan import ACCOUNTANTS, PrivacyPlan, TrainingRefused
 from core.sentiment_model import TORCH_THREADS, SentimentClassifier, SentimentModelConfig
 
 ARTEFACT_KIND = "sentiment"
-ACCOUNTANTS = ("prv", "rdp")
 PRIVACY_UNIT = "customer"  # the reviewer: the ledger's name for a person in the data
 VADER_THRESHOLD = 0.05  # compound score: >= +0.05 positive, <= -0.05 negative
-
-
-class TrainingRefused(RuntimeError):
-    """The configuration cannot be trained (message says why and what to change)."""
 
 
 @dataclass(frozen=True)
@@ -128,71 +125,13 @@ class SentimentTrainConfig:
         return asdict(self)
 
 
-def with_overrides(config: SentimentTrainConfig, **changes: object) -> SentimentTrainConfig:
-    """`config` with the given fields replaced (None values are ignored)."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
-
-
 # --- privacy plumbing: the accountant and the ledger -----------------------------------
-
-
-def default_delta(reviewers: int) -> float:
-    """min(1e-5, 1 / (10 N)): well below the 1/N at which releasing one record is DP."""
-    return min(1e-5, 1.0 / (10 * max(reviewers, 1)))
-
-
-@dataclass(frozen=True)
-class PrivacyPlan:
-    reviewers: int
-    delta: float
-    batch_size: int  # expected reviewers per step
-    steps_per_epoch: int
-    sample_rate: float
-    steps: int
-    noise_multiplier: float
-    accountant: str
 
 
 def plan_privacy(config: SentimentTrainConfig, reviewers: int) -> PrivacyPlan:
     """Sample rate, steps and noise multiplier for `config` over `reviewers` reviewers."""
-    if reviewers < 2:
-        raise TrainingRefused(f"only {reviewers} reviewer(s) in the training window: "
-                              "training needs many (ingest more reviews).")
-    limit = 1.0 / (10 * reviewers)
-    delta = default_delta(reviewers) if config.delta is None else config.delta
-    if not config.non_private and delta > limit:
-        raise TrainingRefused(f"delta={delta} exceeds 1/(10 N) = {limit:.3g} for N="
-                              f"{reviewers} reviewers: choose a smaller delta (or leave it "
-                              "unset for the default min(1e-5, 1/(10 N))).")
-    batch = min(config.batch_size, reviewers)
-    per_epoch = math.ceil(reviewers / batch)
-    sample_rate = 1.0 / per_epoch  # what Opacus' DPDataLoader uses
-    steps = per_epoch * config.epochs
-    if config.non_private:
-        return PrivacyPlan(reviewers, delta, batch, per_epoch, sample_rate, steps, 0.0, "none")
-    sigma, used = noise_multiplier_for(epsilon=config.epsilon, delta=delta,
-                                       sample_rate=sample_rate, steps=steps,
-                                       accountant=config.accountant)
-    return PrivacyPlan(reviewers, delta, batch, per_epoch, sample_rate, steps, sigma, used)
-
-
-def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, steps: int,
-                         accountant: str) -> tuple[float, str]:
-    """(sigma, accountant used): the asked one where it works, else the other one."""
-    from privacy.accounting import noise_for
-
-    order = [accountant] + [a for a in ACCOUNTANTS if a != accountant]
-    errors = []
-    for name in order:
-        try:
-            return float(noise_for(target_epsilon=epsilon, delta=delta,
-                                   sample_rate=sample_rate, steps=steps,
-                                   accountant=name)), name
-        except (ValueError, RuntimeError, OverflowError, FloatingPointError) as exc:
-            errors.append(f"{name}: {exc}")
-    raise TrainingRefused(f"no noise multiplier reaches epsilon={epsilon} at delta={delta}, "
-                          f"q={sample_rate:.4g}, {steps} steps ({'; '.join(errors)}): raise "
-                          "epsilon, or lower the epochs or the batch size.")
+    return dp_plan.plan_privacy(config, reviewers, too_few=(
+        "reviewers in the training window; training needs many (ingest more reviews)."))
 
 
 def _check_secure_mode(config: SentimentTrainConfig) -> None:
@@ -659,7 +598,7 @@ def train(paths: Paths | None = None, config: SentimentTrainConfig = SentimentTr
             "target_epsilon": epsilon, "delta": plan.delta,
             "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
             "steps": plan.steps, "expected_batch_size": plan.batch_size,
-            "reviewers": plan.reviewers, "max_grad_norm": config.max_grad_norm,
+            "reviewers": plan.people, "max_grad_norm": config.max_grad_norm,
             "accountant": plan.accountant,
             "privacy_unit": "none" if config.non_private else "reviewer",
             "ledger_privacy_unit": "none" if config.non_private else PRIVACY_UNIT,
@@ -672,7 +611,7 @@ def train(paths: Paths | None = None, config: SentimentTrainConfig = SentimentTr
         M.save(paths, run_id=run_id, model=model, train_config=config.to_dict(),
                privacy=privacy,
                fingerprint={"sha256": fingerprint, "reviews": int(len(prepared.pool)),
-                            "reviewers": plan.reviewers, "dataset": paths.dataset,
+                            "reviewers": plan.people, "dataset": paths.dataset,
                             "cutoff": prepared.split.cutoff.isoformat()},
                metrics=metrics, curve=result.curve,
                code_version=ledger.code_version(PROJECT_ROOT))

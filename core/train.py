@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -40,8 +40,10 @@ from sklearn.base import BaseEstimator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from core import dp_plan
 from core.baselines import item_text
 from core.config import PROJECT_ROOT, Paths
+from core.dp_plan import ACCOUNTANTS, PrivacyPlan, TrainingRefused
 from core.encoder import embed_texts
 from core.evaluate import evaluate, without_items
 from core.examples import (
@@ -66,17 +68,11 @@ from core.interactions import (
 from core.model import TORCH_THREADS, CrossEncoder, ModelConfig
 from core.splits import Split, leave_last_out, time_split
 from privacy import ledger
-from privacy.accounting import noise_for
 from privacy.membership import draw_pool
 
-ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("hooks",)
 SPLITS = ("leave_last_out", "time")
 ARTEFACT_KIND = "ranking_model"
-
-
-class TrainingRefused(RuntimeError):
-    """The configuration cannot be trained (message says why and what to change)."""
 
 
 @dataclass(frozen=True)
@@ -173,32 +169,6 @@ class TrainConfig:
 
 
 # --- privacy plumbing: the accountant and the ledger ---------------------------------
-
-
-def default_delta(customers: int) -> float:
-    """min(1e-5, 1 / (10 N)): well below the 1/N at which releasing one record is DP."""
-    return min(1e-5, 1.0 / (10 * max(customers, 1)))
-
-
-def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, steps: int,
-                         accountant: str) -> tuple[float, str]:
-    """(sigma, accountant used): `privacy.accounting.noise_for` with the requested
-    accountant, falling back to the other one (PRV <-> RDP) where it fails."""
-    order = [accountant] + [a for a in ACCOUNTANTS if a != accountant]
-    errors = []
-    for name in order:
-        try:
-            sigma = noise_for(target_epsilon=epsilon, delta=delta, sample_rate=sample_rate,
-                              steps=steps, accountant=name)
-        except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
-            errors.append(f"{name}: {exc}")
-            continue
-        if math.isfinite(sigma) and sigma > 0:
-            return sigma, name
-        errors.append(f"{name}: noise multiplier {sigma}")
-    raise TrainingRefused(f"no noise multiplier reaches epsilon={epsilon} at delta={delta}, "
-                          f"q={sample_rate:.4g}, {steps} steps ({'; '.join(errors)}): raise "
-                          "epsilon, or lower epochs or the batch size.")
 
 
 # --- candidates and the recommender ----------------------------------------------------
@@ -358,41 +328,11 @@ def load_training_data(paths: Paths, *, max_customers: int | None = None, seed: 
 # --- the run -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PrivacyPlan:
-    customers: int
-    delta: float
-    batch_size: int  # expected customers per step
-    steps_per_epoch: int
-    sample_rate: float
-    steps: int
-    noise_multiplier: float
-    accountant: str
-
-
 def plan_privacy(config: TrainConfig, customers: int) -> PrivacyPlan:
     """Sample rate, steps and noise multiplier for `config` over `customers` customers."""
-    if customers < 2:
-        raise TrainingRefused(f"only {customers} customer(s) have a training example (an "
-                              "interaction with an earlier one): DP training needs many.")
-    limit = 1.0 / (10 * customers)
-    delta = default_delta(customers) if config.delta is None else config.delta
-    if not config.non_private and delta > limit:
-        raise TrainingRefused(f"delta={delta} exceeds 1/(10 N) = {limit:.3g} for N="
-                              f"{customers} customers: choose a smaller delta (or leave it "
-                              "unset for the default min(1e-5, 1/(10 N))).")
-    batch = min(config.batch_size, customers)
-    per_epoch = math.ceil(customers / batch)
-    sample_rate = 1.0 / per_epoch  # what Opacus' DPDataLoader uses
-    steps = per_epoch * config.epochs
-    if config.max_steps is not None:
-        steps = min(steps, config.max_steps)
-    if config.non_private:
-        return PrivacyPlan(customers, delta, batch, per_epoch, sample_rate, steps, 0.0, "none")
-    sigma, used = noise_multiplier_for(epsilon=config.epsilon, delta=delta,
-                                       sample_rate=sample_rate, steps=steps,
-                                       accountant=config.accountant)
-    return PrivacyPlan(customers, delta, batch, per_epoch, sample_rate, steps, sigma, used)
+    return dp_plan.plan_privacy(config, customers, too_few=(
+        "customers with a training example (an interaction with an earlier one); DP "
+        "training needs many."))
 
 
 def _check_secure_mode(config: TrainConfig) -> None:
@@ -546,7 +486,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
             "private": not config.non_private, "epsilon": spent, "target_epsilon": epsilon,
             "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
             "sample_rate": plan.sample_rate, "steps": plan.steps,
-            "expected_batch_size": plan.batch_size, "customers": plan.customers,
+            "expected_batch_size": plan.batch_size, "customers": plan.people,
             "max_grad_norm": config.max_grad_norm, "accountant": plan.accountant,
             "privacy_unit": "none" if config.non_private else "customer",
             "contribution_cap": config.max_examples_per_customer,
@@ -557,7 +497,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
         registry.save(paths, run_id=run_id, model=model, train_config=config.to_dict(),
                       privacy=privacy,
                       fingerprint={"sha256": fingerprint, "rows": len(split.train),
-                                   "customers": plan.customers, "split": split.name,
+                                   "customers": plan.people, "split": split.name,
                                    "dataset": config.dataset or paths.dataset},
                       metrics=metrics, curve=curve,
                       candidates={"popular": recommender.popular_[
@@ -761,8 +701,3 @@ def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
               "train_seconds": total,
               "customers_per_second": sum(c["batch_size"] for c in curve) / max(total, 1e-9)}
     return model, curve, float("inf") if engine is None else spent, timing
-
-
-def with_overrides(config: TrainConfig, **changes: object) -> TrainConfig:
-    """`config` with the given fields replaced (None values are ignored)."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})

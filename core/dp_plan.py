@@ -1,0 +1,91 @@
+"""The privacy plan shared by every DP trainer (recommender, sentiment): how many people,
+which delta, the Poisson sample rate, the steps and the noise multiplier that reaches
+the budget, with the accountant actually used.
+
+A trainer's config supplies `epsilon`, `delta`, `batch_size`, `epochs`, `non_private`,
+`accountant` and optionally `max_steps`; the plan is computed before the ledger is
+charged, so a refusal (`TrainingRefused`) means nothing was charged or trained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from privacy.accounting import noise_for
+
+ACCOUNTANTS = ("prv", "rdp")
+Config = TypeVar("Config")
+
+
+class TrainingRefused(RuntimeError):
+    """The configuration cannot be trained (message says why and what to change)."""
+
+
+@dataclass(frozen=True)
+class PrivacyPlan:
+    people: int  # customers (or reviewers) with something to train on: the privacy units
+    delta: float
+    batch_size: int  # expected people per step
+    steps_per_epoch: int
+    sample_rate: float
+    steps: int
+    noise_multiplier: float
+    accountant: str
+
+
+def default_delta(people: int) -> float:
+    """min(1e-5, 1 / (10 N)): well below the 1/N at which releasing one record is DP."""
+    return min(1e-5, 1.0 / (10 * max(people, 1)))
+
+
+def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, steps: int,
+                         accountant: str) -> tuple[float, str]:
+    """(sigma, accountant used): `privacy.accounting.noise_for` with the requested
+    accountant, falling back to the other one (PRV <-> RDP) where it fails."""
+    order = [accountant] + [a for a in ACCOUNTANTS if a != accountant]
+    errors = []
+    for name in order:
+        try:
+            sigma = noise_for(target_epsilon=epsilon, delta=delta, sample_rate=sample_rate,
+                              steps=steps, accountant=name)
+        except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        if math.isfinite(sigma) and sigma > 0:
+            return sigma, name
+        errors.append(f"{name}: noise multiplier {sigma}")
+    raise TrainingRefused(f"no noise multiplier reaches epsilon={epsilon} at delta={delta}, "
+                          f"q={sample_rate:.4g}, {steps} steps ({'; '.join(errors)}): raise "
+                          "epsilon, or lower epochs or the batch size.")
+
+
+def plan_privacy(config: Any, people: int, *, too_few: str) -> PrivacyPlan:
+    """Sample rate, steps and noise multiplier for `config` over `people` privacy units;
+    `too_few` says what to do when there are fewer than 2."""
+    if people < 2:
+        raise TrainingRefused(f"only {people} to train on: {too_few}")
+    limit = 1.0 / (10 * people)
+    delta = default_delta(people) if config.delta is None else config.delta
+    if not config.non_private and delta > limit:
+        raise TrainingRefused(f"delta={delta} exceeds 1/(10 N) = {limit:.3g} for N={people}: "
+                              "choose a smaller delta (or leave it unset for the default "
+                              "min(1e-5, 1/(10 N))).")
+    batch = min(config.batch_size, people)
+    per_epoch = math.ceil(people / batch)
+    sample_rate = 1.0 / per_epoch  # what Opacus' DPDataLoader uses
+    steps = per_epoch * config.epochs
+    if getattr(config, "max_steps", None) is not None:
+        steps = min(steps, config.max_steps)
+    if config.non_private:
+        return PrivacyPlan(people, delta, batch, per_epoch, sample_rate, steps, 0.0, "none")
+    sigma, used = noise_multiplier_for(epsilon=config.epsilon, delta=delta,
+                                       sample_rate=sample_rate, steps=steps,
+                                       accountant=config.accountant)
+    return PrivacyPlan(people, delta, batch, per_epoch, sample_rate, steps, sigma, used)
+
+
+def with_overrides(config: Config, **changes: object) -> Config:
+    """`config` (a dataclass) with the given fields replaced (None values are ignored)."""
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})
