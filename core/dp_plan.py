@@ -86,6 +86,18 @@ def plan_privacy(config: Any, people: int, *, too_few: str) -> PrivacyPlan:
     return PrivacyPlan(people, delta, batch, per_epoch, sample_rate, steps, sigma, used)
 
 
+def check_secure_mode(config: Any) -> None:
+    """Refuse `secure_mode` where its noise generator is missing (before any charge)."""
+    if config.secure_mode:
+        try:
+            import torchcsprng  # noqa: F401
+        except ImportError as exc:
+            raise TrainingRefused("secure_mode needs the torchcsprng package (a "
+                                  "cryptographically secure noise generator), which is not "
+                                  "installed: install it, or train without --secure-mode.") \
+                from exc
+
+
 def with_overrides(config: Config, **changes: object) -> Config:
     """`config` (a dataclass) with the given fields replaced (None values are ignored)."""
     return replace(config, **{k: v for k, v in changes.items() if v is not None})

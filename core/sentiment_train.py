@@ -134,17 +134,6 @@ def plan_privacy(config: SentimentTrainConfig, reviewers: int) -> PrivacyPlan:
         "reviewers in the training window; training needs many (ingest more reviews)."))
 
 
-def _check_secure_mode(config: SentimentTrainConfig) -> None:
-    if config.secure_mode:
-        try:
-            import torchcsprng  # noqa: F401
-        except ImportError as exc:
-            raise TrainingRefused("secure_mode needs the torchcsprng package (a "
-                                  "cryptographically secure noise generator), which is not "
-                                  "installed: install it, or train without --secure-mode.") \
-                from exc
-
-
 def _ledger_note(config: SentimentTrainConfig, plan: PrivacyPlan, cutoff: pd.Timestamp) -> str:
     parts = [f"review sentiment; time split at {cutoff.isoformat()} (train before)"]
     if config.non_private:
@@ -555,7 +544,7 @@ def train(paths: Paths | None = None, config: SentimentTrainConfig = SentimentTr
     paths = paths or Paths()
     model_config = model_config or SentimentModelConfig()
     torch.set_num_threads(TORCH_THREADS)
-    _check_secure_mode(config)
+    dp_plan.check_secure_mode(config)
     reviews = D.load_reviews(paths)
     prepared = prepare(reviews, config)
     plan = plan_privacy(config, len(prepared.groups))

@@ -335,17 +335,6 @@ def plan_privacy(config: TrainConfig, customers: int) -> PrivacyPlan:
         "training needs many."))
 
 
-def _check_secure_mode(config: TrainConfig) -> None:
-    if config.secure_mode:
-        try:
-            import torchcsprng  # noqa: F401
-        except ImportError as exc:
-            raise TrainingRefused("secure_mode needs the torchcsprng package (a "
-                                  "cryptographically secure noise generator), which is not "
-                                  "installed: install it, or train without --secure-mode.") \
-                from exc
-
-
 def _optimizer(model: CrossEncoder, config: TrainConfig) -> torch.optim.Optimizer:
     head = [p for n, p in model.named_parameters() if p.requires_grad
             and n.startswith(("bert.bert.pooler", "bert.classifier", "prior_mix"))]
@@ -439,7 +428,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
     config = config or TrainConfig()
     model_config = model_config or ModelConfig()
     torch.set_num_threads(TORCH_THREADS)
-    _check_secure_mode(config)
+    dp_plan.check_secure_mode(config)
     data = training_data(paths, config, model_config, split_name=split_name, before=before)
     split, catalogue, train_catalogue, held = (data.split, data.catalogue,
                                                data.train_catalogue, data.held)

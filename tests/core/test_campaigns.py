@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import io
 import json
 from pathlib import Path
@@ -435,9 +434,6 @@ def test_train_before_passes_the_cutoff_to_training(monkeypatch, warehouse_paths
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("before" not in inspect.signature(
-    __import__("core.train", fromlist=["train"]).train).parameters,
-    reason="core.train.train has no `before` keyword yet")
 def test_real_training_reads_only_rows_before_the_cutoff(small_warehouse, monkeypatch):
     """The real DP training run of a backtest: every interactions load of the whole run
     (training data, candidates' popularity, scoring) except the outcome window is before
