@@ -330,8 +330,12 @@ class CrossEncoder(nn.Module):
         b, g, length, width = hidden.shape
         heads = self.bert.config.num_attention_heads
         attention = layer.attention
+        # The linear maps and LayerNorms act per token, so they see (B, G*L, H): the
+        # same function and per-customer gradients as (B, G, L, H), in the 3-d shape
+        # that Opacus' ghost clipping needs for its per-sample gradient norms.
+        hidden = hidden.reshape(b, g * length, width)
 
-        def split(x: torch.Tensor) -> torch.Tensor:  # (B, G, L, H) -> (B*G, heads, L, H/heads)
+        def split(x: torch.Tensor) -> torch.Tensor:  # (B, G*L, H) -> (B*G, heads, L, H/heads)
             return x.reshape(b * g, length, heads, width // heads).transpose(1, 2)
 
         q = split(attention.self.query(hidden))  # (B*G, heads, L, d)
@@ -341,9 +345,10 @@ class CrossEncoder(nn.Module):
         context = nn.functional.scaled_dot_product_attention(
             q, k, v, attn_mask=bias,
             dropout_p=attention.self.dropout.p if self.training else 0.0)  # (BG, heads, L, d)
-        context = context.transpose(1, 2).reshape(b, g, length, width)  # (B, G, L, H)
+        context = context.transpose(1, 2).reshape(b, g * length, width)  # (B, G*L, H)
         attended = attention.output(context, hidden)  # dense, dropout, residual, LayerNorm
-        return layer.output(layer.intermediate(attended), attended)  # (B, G, L, H)
+        out = layer.output(layer.intermediate(attended), attended)  # (B, G*L, H)
+        return out.reshape(b, g, length, width)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor,
                 prior: torch.Tensor | None = None) -> torch.Tensor:

@@ -70,6 +70,13 @@ from core.splits import Split, leave_last_out, time_split
 from privacy import ledger
 from privacy.membership import draw_pool
 
+# Per-customer clipping in Opacus' "hooks" mode: each customer's gradient of the trainable
+# layers is materialised, its norm taken and clipped. Opacus' ghost clipping ("ghost")
+# computes the norms from activations and backprops instead (Li et al. 2022), but in
+# float32 that sum cancels badly for this listwise loss (a softmax gradient sums to zero
+# over a customer's group): bench/dp_step.py measures norms off by up to 2x against the
+# materialised ones, which would break the clipping bound that epsilon rests on. It is
+# measured there (`prepare_training(grad_sample_mode="ghost")`), never trained with.
 GRAD_SAMPLE_MODES = ("hooks",)
 SPLITS = ("leave_last_out", "time")
 ARTEFACT_KIND = "ranking_model"
@@ -152,9 +159,9 @@ class TrainConfig:
         if self.accountant not in ACCOUNTANTS:
             raise ValueError(f"accountant={self.accountant!r}: choose one of {ACCOUNTANTS}.")
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
-            raise ValueError(f"grad_sample_mode={self.grad_sample_mode!r}: only "
-                             f"{GRAD_SAMPLE_MODES} is supported (the grouped forward keeps "
-                             "one row per customer for the hooks).")
+            raise ValueError(f"grad_sample_mode={self.grad_sample_mode!r}: training uses "
+                             f"{GRAD_SAMPLE_MODES} only (ghost clipping's float32 norms are "
+                             "not reliable for this loss; see core.train).")
         if self.keep_best and (not self.non_private or self.val_users <= 0):
             raise ValueError("keep_best chooses an epoch on validation customers: only for "
                              "non-private runs (no epsilon covers the choice), with "
@@ -568,9 +575,12 @@ def build_dataset(groups, catalogue: pd.DataFrame, model: CrossEncoder, *,
 
 
 def prepare_training(model: CrossEncoder, dataset: CustomerDataset, config: TrainConfig,
-                     plan: PrivacyPlan):
+                     plan: PrivacyPlan, *, grad_sample_mode: str | None = None):
     """(module, optimizer, loader, engine): with DP, Opacus' GradSampleModule, DPOptimizer
-    and Poisson-sampling DPDataLoader (engine: the PrivacyEngine, None without DP)."""
+    and Poisson-sampling DPDataLoader (engine: the PrivacyEngine, None without DP).
+
+    `grad_sample_mode` overrides the config's for measurement only (bench/dp_step.py
+    compares "ghost" with "hooks"; see GRAD_SAMPLE_MODES for why training never uses it)."""
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(dataset, batch_size=plan.batch_size, shuffle=True,
                         collate_fn=collate_groups, generator=generator)
@@ -583,15 +593,45 @@ def prepare_training(model: CrossEncoder, dataset: CustomerDataset, config: Trai
         # secure_mode is a recorded choice (TrainConfig, ledger): no need to nag about it
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant=plan.accountant, secure_mode=config.secure_mode)
-        module, optimizer, loader = engine.make_private(
+        private = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader,
             noise_multiplier=plan.noise_multiplier, max_grad_norm=config.max_grad_norm,
-            poisson_sampling=True, grad_sample_mode=config.grad_sample_mode,
-            noise_generator=None if config.secure_mode else generator)
+            poisson_sampling=True, grad_sample_mode=grad_sample_mode or config.grad_sample_mode,
+            criterion=ListwiseLoss(), noise_generator=None if config.secure_mode else generator)
+    # ghost mode also returns its loss wrapper; `batch_loss` builds the same one per batch
+    module, optimizer, loader = private[0], private[1], private[-1]
     if abs(loader.sample_rate - plan.sample_rate) > 1e-12:
         raise AssertionError(f"Opacus samples at {loader.sample_rate}, the ledger was "
                              f"charged for {plan.sample_rate}")
     return module, optimizer, loader, engine
+
+
+class ListwiseLoss(torch.nn.Module):
+    """`listwise_loss` as a criterion with a `reduction` ("mean", "sum" or "none"): the
+    form Opacus' ghost clipping wraps to get one loss per customer."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        losses = listwise_loss(logits)  # (B,)
+        if self.reduction == "none":
+            return losses
+        return losses.mean() if self.reduction == "mean" else losses.sum()
+
+
+def batch_loss(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               logits: torch.Tensor):
+    """The mean listwise loss over the batch's customers, ready for `.backward()`. Under
+    ghost clipping it is Opacus' wrapper, whose backward runs the norm pass, computes
+    each customer's clipping factor and runs the clipped pass."""
+    from opacus.grad_sample import GradSampleModuleFastGradientClipping
+    from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+
+    if isinstance(module, GradSampleModuleFastGradientClipping):
+        return DPLossFastGradientClipping(module, optimizer, ListwiseLoss(), "mean")(logits)
+    return listwise_loss(logits).mean()  # mean over customers; Opacus rescales per sample
 
 
 def train_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -609,11 +649,11 @@ def train_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
         if not private:
             return float("nan")
         for p in trainable:
-            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
+            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)  # hooks mode reads these
+            p.grad = torch.zeros_like(p)  # ghost mode sums p.grad
         optimizer.step()
         return float("nan")
-    logits = module(hidden, mask, prior)  # (B, G)
-    loss = listwise_loss(logits).mean()  # mean over customers; Opacus rescales per sample
+    loss = batch_loss(module, optimizer, module(hidden, mask, prior))  # logits (B, G)
     loss.backward()
     optimizer.step()
     return float(loss.detach())
