@@ -32,7 +32,7 @@ browser:
 	  else echo "Install Debian's chromium first: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 bench: setup
-	$(BIN)/python -m bench.ingest_throughput
+	$(BIN)/python -m bench.suite
 
 lint: setup
 	$(BIN)/ruff check core privacy explain dashboard tests bench
