@@ -67,15 +67,16 @@ def _demo_paths(tmp: Path, customers: int) -> Paths:
     return paths
 
 
-def _data(quick: bool, tmp: Path, data_dir: str | None) -> tuple[Paths, str, str]:
+def _data(quick: bool, tmp: Path, data_dir: str | None, run: str | None = None
+          ) -> tuple[Paths, str, str]:
     """(paths, run id, what was used)."""
     from core import registry
     from explain.service import UNTRAINED
 
     paths = Paths(Path(data_dir)) if data_dir else Paths()
-    run = registry.latest_run(paths)
+    run = run or registry.latest_run(paths)
     if run is not None and paths.snapshot.exists():
-        return paths, run, f"latest trained run {run} on {paths.warehouse}"
+        return paths, run, f"trained run {run} on {paths.warehouse}"
     if data_dir and paths.snapshot.exists():
         return paths, UNTRAINED, (f"no trained run in {paths.models_dir}: the untrained MiniLM "
                                   f"cross-encoder on {paths.warehouse}")
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer recommendations")
     parser.add_argument("--data", help="data folder with a warehouse (and runs) to use "
                         "instead of data/ (CLEARMARK_DATA)")
+    parser.add_argument("--run", help="run id under the data folder's models (default: the "
+                        "latest)")
+    parser.add_argument("--result-name", default="explain",
+                        help="bench/results/<name>.json (default: explain)")
     parser.add_argument("--faithfulness", type=int, help="held-out recommendations for the "
                         "faithfulness table (default 200; 100 with --quick)")
     args = parser.parse_args(argv)
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict[str, object] = {"quick": quick, "load_average_start": load_start}
     with tempfile.TemporaryDirectory() as tmp:
-        paths, run_id, source = _data(quick, Path(tmp), args.data)
+        paths, run_id, source = _data(quick, Path(tmp), args.data, args.run)
         result["model"] = source
         result["run_id"] = run_id
         print(f"model: {source}", flush=True)
@@ -247,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, target in TARGETS.items()}
     result["load_average_end"] = os.getloadavg()
     result["seconds"] = time.perf_counter() - started
-    path = write_result("explain", result)
+    path = write_result(args.result_name, result)
 
     print(f"\n{'method':20s} {'comprehensiveness':>18s} {'sufficiency':>12s}")
     for name, m in summary["methods"].items():

@@ -118,10 +118,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     from core.scoring import score
+    from core.scoring_distributed import score_sharded
 
     try:
-        result = score(Paths(), args.run_id, k=args.k, exclude_seen=not args.include_seen,
-                       progress=not args.quiet)
+        if args.workers != 1:
+            result = score_sharded(Paths(), args.run_id, workers=args.workers, k=args.k,
+                                   exclude_seen=not args.include_seen)
+        else:
+            result = score(Paths(), args.run_id, k=args.k, exclude_seen=not args.include_seen,
+                           progress=not args.quiet)
     except _user_errors() as exc:
         _fail(exc)
     print(f"Scored {result.customers:,} customers with {result.run_id}: {result.rows:,} "
@@ -205,6 +210,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--k", type=int, default=10)
     sc.add_argument("--include-seen", action="store_true",
                     help="allow items the customer already has (data where customers re-buy)")
+    sc.add_argument("--workers", type=int, default=1,
+                    help="score on this many processes, sharded by customer; the rows are "
+                         "written in one transaction (default 1; several machines: "
+                         "`torchrun ... -m core.scoring_distributed`)")
     sc.add_argument("--quiet", action="store_true", help="no progress bar")
     sc.set_defaults(func=cmd_score)
 

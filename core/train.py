@@ -599,6 +599,14 @@ def prepare_training(model: CrossEncoder, dataset: CustomerDataset, config: Trai
     if abs(loader.sample_rate - plan.sample_rate) > 1e-12:
         raise AssertionError(f"Opacus samples at {loader.sample_rate}, the ledger was "
                              f"charged for {plan.sample_rate}")
+    # Opacus sizes its Poisson loader as int(1 / (1 / n)) batches per epoch, which float
+    # rounding makes n - 1 for some n (93, 391, ...), and then tells the accountant
+    # q = 1 / (n - 1) and the optimizer an expected batch of N / (n - 1). Align all three
+    # with the plan the ledger was charged for.
+    loader.batch_sampler.steps = plan.steps_per_epoch
+    optimizer.expected_batch_size = int(len(dataset) * plan.sample_rate)
+    optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(
+        sample_rate=plan.sample_rate))
     return module, optimizer, loader, engine
 
 
@@ -653,6 +661,15 @@ def train_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
     loss.backward()
     optimizer.step()
     return float(loss.detach())
+
+
+def check_accounted(engine, plan: PrivacyPlan) -> None:
+    """The accountant counted exactly the steps and sample rate the ledger was charged
+    for (its history merges equal consecutive steps: [(sigma, q, steps)])."""
+    history = engine.accountant.history
+    if [(q, n) for _, q, n in history] != [(plan.sample_rate, plan.steps)]:
+        raise AssertionError(f"the accountant saw {history}, the ledger was charged for "
+                             f"{plan.steps} steps at q = {plan.sample_rate}")
 
 
 def _trainable_state(model: CrossEncoder) -> dict[str, torch.Tensor]:
@@ -715,6 +732,7 @@ def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
                             eps=f"{spent:.2f}" if engine else "inf", val_hr10=f"{val_hr:.3f}")
     bar.close()
     if engine is not None:
+        check_accounted(engine, plan)
         module.cleanup()  # remove Opacus' hooks and attributes: the saved model is plain
     if best is not None:
         model.load_state_dict(best[2], strict=False)

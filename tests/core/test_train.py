@@ -287,3 +287,25 @@ def test_an_empty_batch_under_ghost_clipping_is_still_a_noised_accounted_step(
     assert len(engine.accountant.history) == 1
     assert any(not torch.equal(a, b)
                for a, b in zip(before, model.trainable_parameters(), strict=True))
+
+
+def test_steps_and_sample_rate_follow_the_plan_where_opacus_rounds_down(tiny_warehouse):
+    # Opacus gives a Poisson loader int(1 / (1 / n)) batches per epoch: 92 for n = 93,
+    # and tells the accountant q = 1/92. Training must run and account the plan's 93.
+    from dataclasses import replace
+
+    groups, catalogue = groups_and_catalogue(tiny_warehouse)
+    users = sorted({g.user for g in groups})
+    first = {u: next(g for g in groups if g.user == u) for u in users}
+    many = [replace(first[users[i % len(users)]], user=f"copy{i}") for i in range(93)]
+    config = quick(batch_size=1)
+    plan = plan_privacy(config, 93)
+    assert plan.steps_per_epoch == 93 and int(1 / plan.sample_rate) == 92
+    model = CrossEncoder.from_config(TINY, TINY_MODEL)
+    module, optimizer, loader, engine = prepare_training(
+        model, build_dataset(many, catalogue, model), config, plan)
+    assert len(loader) == 93
+    for batch in loader:
+        train_step(module, optimizer, batch, model.trainable_parameters(), private=True)
+    assert [(q, n) for _, q, n in engine.accountant.history] == [(plan.sample_rate, 93)]
+    assert optimizer.expected_batch_size == 1
