@@ -1,0 +1,95 @@
+"""Ranking inference: float32 against dynamic int8 quantization, speed and quality.
+
+Run from the repository root:
+
+    .venv/bin/python -m bench.inference --data DIR [--run RUN_ID] [--users 200]
+
+DIR is a data folder with a warehouse and a trained run (default: data/, the latest
+run). The run's model re-ranks its candidates (content + popular retrieval) for
+`--users` seeded test customers of the leave-last-out split (`core.evaluate.evaluate`,
+as the recommender benchmark does) twice: as trained (float32), then with every linear
+layer of the BERT encoder dynamically quantized to int8
+(`torch.ao.quantization.quantize_dynamic`: weights int8, activations quantized per
+batch; the zero-shot prior's sentence encoder stays float32). Between the two the
+model's text caches are cleared, so both pay for their own side encodings. Reported:
+seconds, customers per second, NDCG@10 / HR@10 of each, and the ratios. What scoring
+already does in both: candidate pairs sorted by length before batching (less
+padding), the history side encoded once per customer and the candidate side once per
+item (cached lower-layer states), 2 torch threads (the machine's cores). Writes
+``bench/results/inference.json`` with the machine description and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench.machine import write_result
+
+
+def _rank(model, split, catalogue, users: int) -> dict[str, float]:
+    from core.evaluate import evaluate
+    from core.train import CrossEncoderRecommender, sample_test_users
+
+    sample = sample_test_users(split, users, seed=0)
+    recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
+    started = time.perf_counter()
+    metrics = evaluate(recommender, sample)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "customers": int(metrics["users"]),
+            "candidates": f"{recommender.n_content} content + {recommender.n_popular} popular",
+            "customers_per_second": metrics["users"] / seconds,
+            "ndcg@10": float(metrics["ndcg@10"]), "hr@10": float(metrics["hr@10"])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from core import registry
+    from core.config import Paths
+    from core.train import load_training_data, make_split
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="data folder (default: data/ or CLEARMARK_DATA)")
+    parser.add_argument("--run", help="run id (default: the latest)")
+    parser.add_argument("--users", type=int, default=200, help="test customers ranked")
+    args = parser.parse_args(argv)
+    paths = Paths(Path(args.data)) if args.data else Paths()
+    run_id = args.run or registry.latest_run(paths)
+    if run_id is None:
+        print(f"no trained run in {paths.models_dir}", file=sys.stderr)
+        return 2
+    load_start = os.getloadavg()
+    loaded = registry.load(run_id, paths)
+    interactions, catalogue = load_training_data(paths)
+    split = make_split(interactions, "leave_last_out")
+    fp32 = _rank(loaded.model, split, catalogue, args.users)
+    print(f"float32: {fp32['customers_per_second']:.2f} customers/s, "
+          f"NDCG@10 {fp32['ndcg@10']:.4f}", flush=True)
+    quantized = copy.deepcopy(loaded.model)
+    quantized.bert = torch.ao.quantization.quantize_dynamic(
+        quantized.bert, {torch.nn.Linear}, dtype=torch.qint8)
+    quantized.clear_cache()
+    int8 = _rank(quantized, split, catalogue, args.users)
+    print(f"int8:    {int8['customers_per_second']:.2f} customers/s, "
+          f"NDCG@10 {int8['ndcg@10']:.4f}", flush=True)
+    result = {
+        "data": str(paths.warehouse), "run_id": run_id, "users": args.users,
+        "catalogue_items": int(len(catalogue)),
+        "float32": fp32, "int8_dynamic": int8,
+        "speedup_int8": fp32["seconds"] / int8["seconds"],
+        "ndcg_change_int8": int8["ndcg@10"] - fp32["ndcg@10"],
+        "load_average_start": load_start, "load_average_end": os.getloadavg(),
+    }
+    print(f"int8 is {result['speedup_int8']:.2f}x the speed of float32; NDCG@10 change "
+          f"{result['ndcg_change_int8']:+.4f}")
+    print(f"wrote {write_result('inference', result)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
