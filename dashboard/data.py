@@ -1,6 +1,7 @@
 """The one module of the app with Streamlit caching.
 
-Pages read the warehouse only through `load`. Each call that misses the
+Pages read the warehouse only through `load`, and derive costly tables from it
+through `computed` (cached the same way). Each call that misses the
 cache opens the read-only snapshot for that one query and closes it (see
 `core.warehouse`), so the app never holds a file the CLI wants to write.
 The cache key carries the snapshot's identity (path, mtime, size, inode):
@@ -50,3 +51,24 @@ def load(name: str, paths: Paths | None = None, **params: object) -> pd.DataFram
     """
     paths = paths or Paths()
     return _cached_query(name, snapshot_version(paths), tuple(sorted(params.items())), paths)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=64, show_spinner=False)
+def _cached_call(
+    key: str,
+    version: tuple[str, int, int, int],
+    args: tuple[object, ...],
+    _fn,
+    _paths: Paths,
+) -> object:
+    # `key` names `_fn` (functions are not hashed); `version` names the snapshot.
+    return _fn(_paths, *args)
+
+
+def computed(fn, *args: object, paths: Paths | None = None) -> object:
+    """`fn(paths, *args)` for the latest snapshot, cached like `load`: for tables a page
+    derives from several queries at a cost it should not pay on every rerun. `fn` is a
+    module-level function (its qualified name and `args` are the cache key)."""
+    paths = paths or Paths()
+    return _cached_call(f"{fn.__module__}.{fn.__qualname__}", snapshot_version(paths),
+                        tuple(args), fn, paths)

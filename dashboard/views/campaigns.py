@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import campaigns as C
+from core import warehouse
 from core.config import Paths, PrivacyConfig
 from core.interactions import STRONG_EVENT_TYPES
 from core.warehouse import WarehouseError, WarehouseMissing
@@ -62,6 +63,28 @@ st.caption(
     "data steward's `clearmark activate` command, never the app. Segment charts hide "
     f"cells with fewer than {floor} customers (the privacy floor)."
 )
+
+
+def audience_segments(paths: Paths, campaign_id: str, size: int, min_cell: int
+                      ) -> tuple[pd.DataFrame, dict[str, int], pd.Timestamp, pd.DataFrame]:
+    """(segment rows, hidden cells per dimension, as-of date, every customer's segment
+    features) of the campaign's top `size` customers against everyone (`data.computed`
+    caches it per snapshot)."""
+    events = list(STRONG_EVENT_TYPES)
+    raw = warehouse.query("campaign_customer_features", paths, event_types=events,
+                          before=None)
+    as_of = warehouse.query("latest_event_ts", paths, event_types=events)["ts"].iloc[0]
+    as_of = as_of if pd.notna(as_of) else pd.Timestamp.now()
+    features = C.segment_features(raw, as_of=as_of)
+    ranked = warehouse.query("campaign_scores", paths, campaign_id=campaign_id)
+    rows, hidden = C.segments(features, ranked["user_pseudonym"].head(size),
+                              min_cell=min_cell)
+    return rows, hidden, as_of, features
+
+
+def audience_csv(paths: Paths, campaign_id: str) -> tuple[bytes, int]:
+    """The audience export and its row count (`data.computed` caches it per snapshot)."""
+    return C.export_csv(paths, campaign_id, cell=safe_cell)
 
 
 def short(pseudonym: str) -> str:
@@ -197,12 +220,8 @@ st.plotly_chart(fig, width="stretch")
 
 # --- segments -----------------------------------------------------------------------------
 st.subheader("Who is in it")
-raw_features = data.load("campaign_customer_features", event_types=list(STRONG_EVENT_TYPES),
-                         before=None)
-as_of = data.load("latest_event_ts", event_types=list(STRONG_EVENT_TYPES))["ts"].iloc[0]
-features = C.segment_features(raw_features, as_of=as_of if pd.notna(as_of) else
-                              pd.Timestamp.now())
-rows, hidden = C.segments(features, scores["user_pseudonym"].head(size), min_cell=floor)
+rows, hidden, as_of, features = data.computed(audience_segments, campaign_id, size,
+                                              floor)
 st.caption(f"The top {size:,} customers against all {total:,}; recency and frequency count "
            "purchases, reviews and add-to-cart events, as of the latest one in the "
            f"warehouse ({pd.Timestamp(as_of):%Y-%m-%d}). Lift = share in the audience / "
@@ -373,7 +392,7 @@ def _log_export(campaign_id: str, rows: int, file_name: str) -> None:
 
 
 try:
-    csv_bytes, export_rows = C.export_csv(paths, campaign_id, cell=safe_cell)
+    csv_bytes, export_rows = data.computed(audience_csv, campaign_id)
 except C.ExportRefused as exc:
     st.warning(str(exc), icon=":material/block:")
 else:
