@@ -76,23 +76,12 @@ def _batch(data_dir: Path, customers: int):
     return model, dataset, batch, len({g.user for g in groups})
 
 
-def run_mode(mode: str, data_dir: Path, customers: int, repeats: int) -> dict[str, object]:
-    """Time `repeats` steps of one mode on the fixed batch (in this process)."""
-    import torch
+def step_seconds(module, optimizer, batch, repeats: int) -> list[float]:
+    """Seconds of `repeats` optimisation steps (forward, backward, optimizer step) on
+    the same batch, after one untimed warm-up step."""
+    from core.train import batch_loss
 
-    from core.model import TORCH_THREADS
-    from core.train import TrainConfig, batch_loss, plan_privacy, prepare_training
-
-    torch.set_num_threads(TORCH_THREADS)
-    torch.manual_seed(0)
-    model, dataset, batch, people = _batch(data_dir, customers)
-    private = mode != "non_private"
-    config = TrainConfig(non_private=not private, batch_size=customers, epochs=1,
-                         grad_sample_mode=mode if private else "hooks")
-    module, optimizer, _, _ = prepare_training(model, dataset, config,
-                                               plan_privacy(config, people))
     module.train()
-    before = _rss_mib()
     times = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
@@ -102,9 +91,29 @@ def run_mode(mode: str, data_dir: Path, customers: int, repeats: int) -> dict[st
             batch_loss(module, optimizer, module(*batch)).backward()
             optimizer.step()
             times.append(time.perf_counter() - started)
+    return times[1:]
+
+
+def run_mode(mode: str, data_dir: Path, customers: int, repeats: int) -> dict[str, object]:
+    """Time `repeats` steps of one mode on the fixed batch (in this process)."""
+    import torch
+
+    from core.model import TORCH_THREADS
+    from core.train import TrainConfig, plan_privacy, prepare_training
+
+    torch.set_num_threads(TORCH_THREADS)
+    torch.manual_seed(0)
+    model, dataset, batch, people = _batch(data_dir, customers)
+    private = mode != "non_private"
+    config = TrainConfig(non_private=not private, batch_size=customers, epochs=1,
+                         grad_sample_mode=mode if private else "hooks")
+    module, optimizer, _, _ = prepare_training(model, dataset, config,
+                                               plan_privacy(config, people))
+    before = _rss_mib()
+    times = step_seconds(module, optimizer, batch, repeats)
     return {"mode": mode, "batch_customers": int(batch[0].shape[0]),
             "batch_pairs": int(batch[0].shape[0] * batch[0].shape[1]),
-            "seconds_per_step": statistics.median(times[1:]), "step_seconds": times[1:],
+            "seconds_per_step": statistics.median(times), "step_seconds": times,
             "rss_before_steps_mib": before, "peak_rss_mib": _peak_mib(),
             "trainable_parameters": sum(p.numel() for p in model.trainable_parameters())}
 

@@ -39,15 +39,15 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from bench.dp_step import step_seconds
 from bench.machine import RESULTS, write_result
 from core.config import PROJECT_ROOT, Paths
-from core.examples import ExampleConfig, build_examples, collate_groups, listwise_loss
+from core.examples import ExampleConfig, build_examples, collate_groups
 from core.generator import GeneratorConfig, default_item_count, generate
 from core.ingest import ingest
 from core.model import CrossEncoder, ModelConfig
@@ -113,17 +113,8 @@ def step_times(paths: Paths, model_config: ModelConfig, *, batch_size: int,
         config = TrainConfig(non_private=not private, epochs=1, batch_size=batch_size)
         plan = plan_privacy(config, customers)
         module, optimizer, _, _ = prepare_training(model, dataset, config, plan)
-        module.train()
-        times = []
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            for _ in range(repeats + 1):
-                started = time.perf_counter()
-                optimizer.zero_grad(set_to_none=True)
-                listwise_loss(module(*batch)).mean().backward()
-                optimizer.step()
-                times.append(time.perf_counter() - started)
-        out[f"{name}_seconds_per_step"] = sorted(times[1:])[len(times[1:]) // 2]
+        times = step_seconds(module, optimizer, batch, repeats)
+        out[f"{name}_seconds_per_step"] = statistics.median(times)
         if private:
             module.cleanup()
     out["dp_over_non_private"] = out["dp_seconds_per_step"] / out["non_private_seconds_per_step"]
