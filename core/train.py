@@ -421,13 +421,17 @@ def training_data(paths: Paths, config: TrainConfig, model_config: ModelConfig, 
 def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
           model_config: ModelConfig | None = None, split_name: str = "leave_last_out",
           progress: bool = True, bert_config=None, run_id: str | None = None,
-          before: pd.Timestamp | None = None) -> str:
+          before: pd.Timestamp | None = None, fit=None) -> str:
     """Train, evaluate and register one cross-encoder; returns its run id.
 
     `bert_config` (a transformers BertConfig) trains a randomly initialised model of that
     architecture instead of the bundled MiniLM (tests). Raises `TrainingRefused` for
     settings that cannot be trained and the ledger's `BudgetExceeded` when the steward's
-    budget would be exceeded; in both cases nothing was trained."""
+    budget would be exceeded; in both cases nothing was trained.
+
+    `fit` replaces the training loop (`_fit`'s signature and result): the distributed
+    trainer (`core.train_distributed`) passes its loop across workers, and the charge,
+    evaluation, registry and ledger completion stay this function's."""
     from core import registry
 
     paths = paths or Paths()
@@ -465,9 +469,9 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                   secure_mode=config.secure_mode, repo_dir=PROJECT_ROOT,
                   note=_ledger_note(config, plan, split))
     try:
-        model, curve, spent, timing = _fit(groups, train_catalogue, split, config,
-                                           model_config,
-                                           plan, progress=progress, bert_config=bert_config)
+        model, curve, spent, timing = (fit or _fit)(groups, train_catalogue, split, config,
+                                                    model_config, plan, progress=progress,
+                                                    bert_config=bert_config)
         recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
         eval_split = sample_test_users(split, config.eval_users, seed=config.seed)
         started = time.perf_counter()

@@ -46,7 +46,6 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
@@ -265,10 +264,9 @@ def train_distributed(paths: Paths | None = None, config: TrainConfig | None = N
     try:
         # train() is the one place that charges, evaluates, saves and completes a run;
         # it gets the distributed loop in place of its single-process one.
-        with mock.patch.object(train_mod, "_fit", fit):
-            return train_mod.train(paths, config, model_config=model_config,
-                                   split_name=split_name, progress=progress,
-                                   bert_config=bert_config, run_id=run_id)
+        return train_mod.train(paths, config, model_config=model_config,
+                               split_name=split_name, progress=progress,
+                               bert_config=bert_config, run_id=run_id, fit=fit)
     except BaseException as exc:
         if not started:  # refused before training (budget, delta...): release the others
             _start_signal(f"{type(exc).__name__}: {exc}")
