@@ -55,10 +55,14 @@ def bar_figure(e: Explanation, *, title: str) -> go.Figure:
         colors = ["#5c6bc0"] * len(values)
     fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colors,
                            hovertemplate="%{y}<br>%{x:.4f}<extra></extra>"))
-    fig.update_layout(title=html.escape(title), height=90 + BAR_HEIGHT * len(labels),
+    # The unit goes in the title and the axis gets few ticks: the panel puts two of these
+    # side by side, where the long field labels leave the plot too narrow for either.
+    unit = ("share of [CLS] attention" if e.method.startswith("attention")
+            else "contribution to the score")
+    fig.update_layout(title=html.escape(f"{title} — {unit}"),
+                      height=90 + BAR_HEIGHT * len(labels),
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False)
-    fig.update_xaxes(title="share of [CLS] attention" if e.method.startswith("attention")
-                     else "contribution to the score (probability)")
+    fig.update_xaxes(nticks=4)
     return fig
 
 
