@@ -89,6 +89,11 @@ def _embed_cached(texts: tuple[str, ...], batch_size: int) -> np.ndarray:
     return embeddings
 
 
+def forget_embeddings() -> None:
+    """Empty the in-memory cache of `embed_texts` (benchmarks that time from cold)."""
+    _embed_cached.cache_clear()
+
+
 def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     """L2-normalised mean-pooled sentence embeddings, shape (len(texts), 384), float32.
 

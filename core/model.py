@@ -145,9 +145,20 @@ def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(keep.shape, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)
 
 
+def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(the distinct texts in first-seen order, each text's index among them)."""
+    position: dict[str, int] = {}
+    index = np.array([position.setdefault(t, len(position)) for t in texts], dtype=np.int64)
+    return list(position), index
+
+
 class CrossEncoder(nn.Module):
     """BERT late-interaction cross-encoder with a one-logit head; see the module
     docstring."""
+
+    # True: the last layer computes every token's output, not [CLS] alone (the same
+    # logits, slower; attention maps read every query row of every layer).
+    all_token_outputs: bool = False
 
     def __init__(self, bert: BertForSequenceClassification, config: ModelConfig,
                  tokenizer=None):
@@ -238,9 +249,11 @@ class CrossEncoder(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def clear_cache(self) -> None:
-        """Forget cached side states (after changing frozen weights)."""
+        """Forget cached side states and prior embeddings (after changing frozen weights,
+        or to time scoring from cold)."""
         for cache in self._sides.values():
             cache.clear()
+        self._prior.clear()
 
     # --- the text a model reads ---------------------------------------------------------
 
@@ -318,45 +331,56 @@ class CrossEncoder(nn.Module):
             logits = logits + self.prior_mix(prior.unsqueeze(-1)).squeeze(-1)  # (..)
         return logits
 
-    def _pair_layer(self, layer: nn.Module, hidden: torch.Tensor, keep: torch.Tensor
-                    ) -> torch.Tensor:
+    def _pair_layer(self, layer: nn.Module, hidden: torch.Tensor, keep: torch.Tensor, *,
+                    cls_only: bool = False) -> torch.Tensor:
         """One BERT layer over groups of pairs, attention within each pair only:
-        hidden (B, G, L, H), keep (B, G, L) -> (B, G, L, H).
+        hidden (B, G, L, H), keep (B, G, L) -> (B, G, L, H), or (B, G, 1, H) with
+        `cls_only` (the [CLS] row alone).
 
         BERT's own layer math (transformers' BertLayer) written out so that the linear
         layers see the customer as batch dimension B (one per-sample gradient per
         customer) while attention runs per pair, at 1/G of the cost of a block-diagonal
-        mask over G*L tokens. The attention itself has no parameters."""
+        mask over G*L tokens. The attention itself has no parameters.
+
+        `cls_only` is exact for the last layer: the head reads [CLS] only, and a
+        token's output depends on the other tokens only through their keys and values.
+        So the last layer projects keys and values for every token but runs the query,
+        the attention output and the feed-forward block for [CLS] alone (about a sixth
+        of the layer's cost at 384 wide)."""
         b, g, length, width = hidden.shape
         heads = self.bert.config.num_attention_heads
         attention = layer.attention
         # The linear maps and LayerNorms act per token, so they see (B, G*L, H): the
         # same function and per-customer gradients as (B, G, L, H), in the 3-d shape
         # that Opacus' ghost clipping needs for its per-sample gradient norms.
+        residual = hidden[:, :, 0] if cls_only else hidden.reshape(b, g * length, width)
         hidden = hidden.reshape(b, g * length, width)
+        rows = 1 if cls_only else length  # query rows per pair
 
-        def split(x: torch.Tensor) -> torch.Tensor:  # (B, G*L, H) -> (B*G, heads, L, H/heads)
-            return x.reshape(b * g, length, heads, width // heads).transpose(1, 2)
+        def split(x: torch.Tensor, n: int) -> torch.Tensor:  # (B, G*n, H) -> (B*G, heads, n, d)
+            return x.reshape(b * g, n, heads, width // heads).transpose(1, 2)
 
-        q = split(attention.self.query(hidden))  # (B*G, heads, L, d)
-        k = split(attention.self.key(hidden))
-        v = split(attention.self.value(hidden))
+        q = split(attention.self.query(residual), rows)  # (B*G, heads, rows, d)
+        k = split(attention.self.key(hidden), length)  # (B*G, heads, L, d)
+        v = split(attention.self.value(hidden), length)
         bias = _additive_mask(keep.reshape(b * g, 1, 1, length), hidden.dtype)  # (BG,1,1,L)
         context = nn.functional.scaled_dot_product_attention(
             q, k, v, attn_mask=bias,
-            dropout_p=attention.self.dropout.p if self.training else 0.0)  # (BG, heads, L, d)
-        context = context.transpose(1, 2).reshape(b, g * length, width)  # (B, G*L, H)
-        attended = attention.output(context, hidden)  # dense, dropout, residual, LayerNorm
-        out = layer.output(layer.intermediate(attended), attended)  # (B, G*L, H)
-        return out.reshape(b, g, length, width)
+            dropout_p=attention.self.dropout.p if self.training else 0.0)  # (BG,heads,rows,d)
+        context = context.transpose(1, 2).reshape(b, g * rows, width)  # (B, G*rows, H)
+        attended = attention.output(context, residual)  # dense, dropout, residual, LayerNorm
+        out = layer.output(layer.intermediate(attended), attended)  # (B, G*rows, H)
+        return out.reshape(b, g, rows, width)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor,
                 prior: torch.Tensor | None = None) -> torch.Tensor:
         """Grouped path for training: joined states (B, G, L, H), mask (B, G, L) and prior
         (B, G) -> logits (B, G); the batch dimension is the customer."""
         keep = mask.bool()  # (B, G, L)
-        for layer in self.top_layers:
-            hidden = self._pair_layer(layer, hidden, keep)  # (B, G, L, H)
+        last = len(self.top_layers) - 1
+        for index, layer in enumerate(self.top_layers):
+            cls_only = index == last and not self.all_token_outputs
+            hidden = self._pair_layer(layer, hidden, keep, cls_only=cls_only)  # (B,G,L|1,H)
         return self._head(hidden[:, :, 0], prior)  # [CLS] of each pair (B, G, H) -> (B, G)
 
     def score_hidden(self, hidden: torch.Tensor, mask: torch.Tensor,
@@ -397,6 +421,8 @@ class CrossEncoder(nn.Module):
         was_training = self.training
         self.eval()
         try:
+            if self.config.trainable_layers == 1 and not self.all_token_outputs:
+                return self._score_by_side(text_a, text_b, prior)
             # Side states are cached and reused by training: made under no_grad, not
             # inference_mode (inference tensors cannot enter an autograd graph later).
             a_states = self.side_states(text_a, segment=0)
@@ -411,6 +437,67 @@ class CrossEncoder(nn.Module):
                     out[rows] = self.score_hidden(hidden, mask, prior[rows]).float().numpy()
         finally:
             self.train(was_training)
+        return out
+
+    def _score_by_side(self, text_a: Sequence[str], text_b: Sequence[str],
+                       prior: torch.Tensor, *, chunk: int = 1024) -> np.ndarray:
+        """`score_pairs` for a model whose one trainable layer is the last: the same
+        logits without building any pair.
+
+        The last layer needs [CLS]'s query (side a's alone) and every token's key and
+        value, and keys and values are per-token maps of each side's cached states. So
+        each distinct text is projected once, side a's part of the attention softmax
+        (its maximum, normaliser and weighted values) is summed once per history, and a
+        pair only adds its candidate's tokens to those sums, as flash attention merges
+        blocks. Per pair that is (tokens of b) dot products and one token through the
+        feed-forward block, instead of a whole layer over both sides' tokens."""
+        layer = self.top_layers[0]
+        heads = self.bert.config.num_attention_heads
+        keys_a, index_a = _distinct(text_a)
+        keys_b, index_b = _distinct(text_b)
+        states_a = self.side_states(keys_a, segment=0)  # cached, outside inference_mode
+        states_b = [s[1:] for s in self.side_states(keys_b, segment=1)]  # b's CLS dropped
+        with torch.inference_mode():
+            self_attention = layer.attention.self
+            cls = torch.stack([s[0] for s in states_a])  # (Na, H)
+            width = cls.shape[-1]
+            scale = (width // heads) ** -0.5
+            q = self_attention.query(cls).reshape(len(keys_a), heads, -1) * scale  # (Na,h,d)
+
+            def keys_values(states: list[torch.Tensor]):
+                padded = nn.utils.rnn.pad_sequence(states, batch_first=True)  # (N, T, H)
+                lengths = torch.tensor([s.shape[0] for s in states])
+                pad = torch.arange(padded.shape[1])[None, :] >= lengths[:, None]  # (N, T)
+                n, t = pad.shape
+
+                def project(linear: nn.Module) -> torch.Tensor:  # (N, heads, T, d)
+                    return linear(padded).reshape(n, t, heads, -1).transpose(1, 2)
+
+                return project(self_attention.key), project(self_attention.value), pad
+
+            k_a, v_a, pad_a = keys_values(states_a)
+            scores_a = torch.einsum("nhd,nhtd->nht", q, k_a).masked_fill(
+                pad_a[:, None, :], -torch.inf)  # (Na, h, Ta)
+            max_a = scores_a.amax(dim=-1)  # (Na, h): [CLS] itself is never padding
+            exp_a = torch.exp(scores_a - max_a[..., None])
+            sum_a, value_a = exp_a.sum(dim=-1), torch.einsum("nht,nhtd->nhd", exp_a, v_a)
+            k_b, v_b, pad_b = keys_values(states_b)
+            ia, ib = torch.from_numpy(index_a), torch.from_numpy(index_b)
+            out = np.empty(len(text_a), dtype=np.float32)
+            for start in range(0, len(text_a), chunk):
+                a, b = ia[start:start + chunk], ib[start:start + chunk]
+                scores_b = torch.einsum("nhd,nhtd->nht", q[a], k_b[b]).masked_fill(
+                    pad_b[b][:, None, :], -torch.inf)  # (n, h, Tb)
+                top = torch.maximum(max_a[a], scores_b.amax(dim=-1))  # (n, h)
+                exp_b = torch.exp(scores_b - top[..., None])
+                weight_a = torch.exp(max_a[a] - top)  # (n, h)
+                total = sum_a[a] * weight_a + exp_b.sum(dim=-1)  # (n, h)
+                context = (value_a[a] * weight_a[..., None]
+                           + torch.einsum("nht,nhtd->nhd", exp_b, v_b[b])) / total[..., None]
+                attended = layer.attention.output(context.reshape(len(a), width), cls[a])
+                hidden = layer.output(layer.intermediate(attended), attended)  # (n, H)
+                out[start:start + len(a)] = self._head(hidden, prior[start:start + chunk]
+                                                       ).float().numpy()
         return out
 
     def score_inputs(self, inputs: Sequence[ModelInput], *,

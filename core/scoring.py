@@ -33,7 +33,7 @@ from core.recommender import recommend
 from core.warehouse import query, write_transaction
 
 DEFAULT_K = 10
-BATCH_CUSTOMERS = 32  # customers per model call: ~32 x 70 pairs
+BATCH_CUSTOMERS = 256  # customers per model call (~18k pairs): each call projects its items once
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ class _HookedModel:
 
     def __init__(self, model: CrossEncoder):
         self.model = fresh_copy(model)
+        self.model.all_token_outputs = True  # maps need every query row of the last layer
         self.heads = model.bert.config.num_attention_heads
         self.captured: list[tuple[str, int, torch.Tensor]] = []
         for index, layer in enumerate(self.model.bert.bert.encoder.layer):

@@ -92,8 +92,13 @@ with activity:
             },
             height=CHART_HEIGHT,
         )
-        fig.update_xaxes(dtick="M1", tickformat="%b %Y")
-        fig.update_layout(legend={"orientation": "h", "y": -0.2}, margin={"t": 10})
+        # A tick per month crowds years of data into unreadable labels; the legend
+        # sits above the plot so it never collides with them.
+        fig.update_xaxes(tickformat="%b %Y", nticks=12, title=None)
+        fig.update_layout(
+            legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "title": None},
+            margin={"t": 30},
+        )
         st.plotly_chart(fig)
     detail = ", ".join(
         f"{_pretty(t)}: {int(n)} month{'s' if n > 1 else ''}" for t, n in lost.items()

@@ -117,3 +117,23 @@ def test_real_minilm_loads_scores_and_freezes_all_but_the_top_layer():
     two = CrossEncoder.from_pretrained(ModelConfig(trainable_layers=2))
     assert {n.split(".")[4] for n in trainable_names(two) if ".encoder.layer." in n} == \
         {"4", "5"}
+
+
+@pytest.mark.parametrize("trainable_layers", [1, 2])
+def test_last_layer_cls_only_and_side_scoring_give_the_full_layers_logits(trainable_layers):
+    """The fast paths (the last layer for [CLS] alone; with one trainable layer, scoring
+    from each side's keys and values without joining pairs) against every token through
+    every layer, on pairs that share histories and candidates of different lengths."""
+    model = CrossEncoder.from_config(TINY, ModelConfig(max_length=48, item_length=16,
+                                                       trainable_layers=trainable_layers,
+                                                       prior_scale=2.0)).eval()
+    with torch.no_grad():
+        model.bert.classifier.weight.normal_()
+    a = [x for x in TEXT_A for _ in TEXT_B]
+    b = TEXT_B * len(TEXT_A)
+    fast = model.score_pairs(a, b, batch_size=4)
+    model.all_token_outputs = True
+    full = model.score_pairs(a, b, batch_size=4)
+    assert np.abs(full).max() > 0.1  # a head that says something
+    assert np.allclose(fast, full, atol=1e-5)
+    assert not np.allclose(fast[:3], fast[3:6])  # the history matters
