@@ -152,38 +152,52 @@ def render_explanations(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None
         except ExplainError as exc:
             st.warning(_md(str(exc)))
             continue
-        explained.append((row, found))
+        explained.append(({**row, "rank": rank}, found))
         if progress is not None:
             progress.progress((position + 1) / len(rows), text=f"Explained {position + 1} of "
                               f"{len(rows)}")
     if progress is not None:
         progress.empty()
 
-    for number, (row, found) in enumerate(explained):
+    # Every recommendation's reason in one line; the charts of one at a time (twenty
+    # Plotly charts on one page took the browser longer to draw than the explanations
+    # took to compute).
+    titles = []
+    for row, found in explained:
         item = str(row["item_id"])
         title = row.get("title")
-        title = str(title) if title is not None and not pd.isna(title) else service.title(item)
+        titles.append(str(title) if title is not None and not pd.isna(title)
+                      else service.title(item))
+    lines = []
+    for (row, found), title in zip(explained, titles, strict=True):
+        source = found[left] if left in ("shap-field", "leave-one-out") else found["shap-field"]
+        lines.append(f"- **#{int(row['rank'])} · {_md(title)}**: {_md(reason(source))}")
+    st.markdown("\n".join(lines))
+    if explained:
+        number = st.selectbox(
+            "Charts for", range(len(explained)),
+            format_func=lambda i: f"#{int(explained[i][0]['rank'])} · {titles[i]}",
+            key=f"explain-detail-{pseudonym}")
+        row, found = explained[number]
+        item = str(row["item_id"])
         shap_e, left_e, right_e = found["shap-field"], found[left], found[right]
-        with st.expander(f"#{int(row.get('rank', number + 1))} · {_md(title)}",
-                         expanded=number == 0):
-            source = left_e if left in ("shap-field", "leave-one-out") else shap_e
-            st.markdown(f"**{_md(reason(source))}**")
-            st.caption(
-                f"{METHOD_LABELS[source.method]}: score {source.prediction:.4f}, base (every "
-                f"field removed) {source.base_value:.4f}, additivity error "
-                f"{source.additivity_error:.1e}, {source.evaluations} model rows, "
-                f"{source.latency_s:.2f} s; {_moment_note(row)}.")
-            col_left, col_right = st.columns(2, gap="medium")
-            with col_left:
-                st.plotly_chart(bar_figure(left_e, title=METHOD_LABELS[left]),
-                                key=f"bars-left-{item}-{number}")
-                if left.startswith("attention"):
-                    st.caption(CAPTION)
-            with col_right:
-                st.plotly_chart(bar_figure(right_e, title=METHOD_LABELS[right]),
-                                key=f"bars-right-{item}-{number}")
+        source = left_e if left in ("shap-field", "leave-one-out") else shap_e
+        st.caption(
+            f"{METHOD_LABELS[source.method]}: score {source.prediction:.4f}, base (every "
+            f"field removed) {source.base_value:.4f}, additivity error "
+            f"{source.additivity_error:.1e}, {source.evaluations} model rows, "
+            f"{source.latency_s:.2f} s; {_moment_note(row)}.")
+        col_left, col_right = st.columns(2, gap="medium")
+        with col_left:
+            st.plotly_chart(bar_figure(left_e, title=METHOD_LABELS[left]),
+                            key=f"bars-left-{item}-{number}")
+            if left.startswith("attention"):
                 st.caption(CAPTION)
-            _token_section(service, pseudonym, row, shap_e, number)
+        with col_right:
+            st.plotly_chart(bar_figure(right_e, title=METHOD_LABELS[right]),
+                            key=f"bars-right-{item}-{number}")
+            st.caption(CAPTION)
+        _token_section(service, pseudonym, row, shap_e, number)
 
     _faithfulness_section(summary)
     if explained:

@@ -23,13 +23,14 @@ def test_panel_shows_reasons_bars_and_download(explain_warehouse, monkeypatch):
     at = _page(monkeypatch)
     assert not at.exception, [e.value for e in at.exception]
     assert at.subheader[0].value == "Why these recommendations"
-    assert len(at.expander) == 2
-    reasons = [m.value for m in at.markdown if "because of" in m.value
-               or "raises the score" in m.value or "No single field" in m.value]
-    assert len(reasons) == 2, [m.value for m in at.markdown]
+    reasons = [line for m in at.markdown for line in m.value.splitlines()
+               if line.startswith("- **#") and ("because of" in line or "raises the score"
+                                                 in line or "No single field" in line)]
+    assert len(reasons) == 2, [m.value for m in at.markdown]  # one line per recommendation
     captions = [c.value for c in at.caption]
-    assert sum("where the model looked — not a cause" in c for c in captions) >= 2
-    assert len(at.get("plotly_chart")) == 4  # SHAP and attention, per recommendation
+    assert sum("where the model looked — not a cause" in c for c in captions) == 1
+    assert len(at.get("plotly_chart")) == 2  # SHAP and attention, of the chosen one
+    assert at.selectbox[1].value == 0  # the first recommendation's charts by default
     assert at.selectbox[0].value == "shap-field"  # not measured: field SHAP by default
     assert any("Not measured for this model yet" in i.value for i in at.info)
     assert len(at.get("download_button")) == 1
@@ -37,9 +38,12 @@ def test_panel_shows_reasons_bars_and_download(explain_warehouse, monkeypatch):
 
 def test_token_heat_map_on_request(explain_warehouse, monkeypatch):
     at = _page(monkeypatch)
+    at.selectbox[1].set_value(1).run()  # the second recommendation's charts
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("plotly_chart")) == 2
     at.button[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert len(at.get("plotly_chart")) == 5
+    assert len(at.get("plotly_chart")) == 3
     assert any(c.value.startswith("Token SHAP of") for c in at.caption)
 
 
@@ -54,5 +58,5 @@ def test_measured_preference_is_the_default(explain_warehouse, monkeypatch):
     at = _page(monkeypatch)
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox[0].value == "leave-one-out"
-    assert len(at.get("plotly_chart")) == 5  # + the faithfulness figure
+    assert len(at.get("plotly_chart")) == 3  # + the faithfulness figure
     assert any("beats a random order on 93%" in c.value for c in at.caption)
