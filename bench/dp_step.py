@@ -9,7 +9,7 @@ default model (`core.model.ModelConfig()`: MiniLM, one trainable top layer, grou
 1 + 4 candidates) and one fixed batch of `--batch` customers (default 128, the default
 `TrainConfig.batch_size`), the same for every mode. Each mode runs in its own process
 (so that its peak resident memory is its own): one warm-up step, then `--repeats`
-timed steps (forward, backward, optimizer step), median reported.
+timed steps (forward, backward, optimizer step; default 15), median reported.
 
 Modes:
 - non_private: plain autograd and Adam;
@@ -173,13 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batch, 2 repeats")
     parser.add_argument("--batch", type=int, help="customers per step (default 128)")
-    parser.add_argument("--repeats", type=int, help="timed steps per mode (default 5)")
+    parser.add_argument("--repeats", type=int, help="timed steps per mode (default 15)")
     parser.add_argument("--customers", type=int, default=1500)
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     batch = args.batch or (16 if args.quick else 128)
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = args.repeats or (2 if args.quick else 15)
     if args.child:
         print(json.dumps(run_mode(args.child, Path(args.data), batch, repeats)))
         return 0

@@ -21,9 +21,9 @@ last of them for [CLS] alone (the only token the head reads). With one trainable
 (the default) a pair costs no layer at all over its tokens: `score_pairs` projects each
 side's keys and values once and merges the two sides' attention per pair
 (`_score_by_side`), which ranks 70 candidates per customer about five times faster
-than running the layer over every token of every pair (bench/inference.py). The bundled all-MiniLM-L6-v2 was
-trained as a bi-encoder (each sentence alone), so its lower layers never learnt
-cross-sentence attention that this would lose.
+than running the layer over every token of every pair (bench/inference.py). The
+bundled all-MiniLM-L6-v2 was trained as a bi-encoder (each sentence alone), so its
+lower layers never learnt cross-sentence attention that this would lose.
 
 Parameter-efficient DP: under DP-SGD every trained coordinate receives noise, so fewer
 trained parameters means less noise for the same privacy (Yu et al. 2021).

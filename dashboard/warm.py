@@ -4,8 +4,9 @@ The first visit to a page otherwise pays for its imports (plotly, pandas' extens
 torch for the model registry, the campaign and audit modules): two to four seconds on
 2 cores before anything is drawn. The entry file starts this as soon as the server
 runs its first session, so by the time a user opens a second page its modules are
-already loaded. Only imports are warmed; no data is read (the pages' cached queries
-depend on the snapshot at the time they run).
+already loaded. Then shap's numba kernels are compiled on a stub model
+(`explain.warmup`, 3-5 s the first explanation would otherwise wait for). No data is
+read (the pages' cached queries depend on the snapshot at the time they run).
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ def _import_all(names: list[str]) -> None:
             continue
 
 
+def _warm(names: list[str]) -> None:
+    _import_all(names)
+    from explain.warmup import warm_up
+
+    warm_up()
+
+
 def warm_up_once(views_dir: Path) -> threading.Thread | None:
     """Start importing the pages' modules in a daemon thread, the first time this is
     called for `views_dir` in this process; later calls return None at once."""
@@ -51,7 +59,7 @@ def warm_up_once(views_dir: Path) -> threading.Thread | None:
         if views_dir in _STARTED:
             return None
         _STARTED.add(views_dir)
-    thread = threading.Thread(target=_import_all, args=(imported_modules(views_dir),),
+    thread = threading.Thread(target=_warm, args=(imported_modules(views_dir),),
                               name="clearmark-warm-imports", daemon=True)
     thread.start()
     return thread

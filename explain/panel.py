@@ -163,7 +163,7 @@ def render_explanations(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None
     # Plotly charts on one page took the browser longer to draw than the explanations
     # took to compute).
     titles = []
-    for row, found in explained:
+    for row, _ in explained:
         item = str(row["item_id"])
         title = row.get("title")
         titles.append(str(title) if title is not None and not pd.isna(title)
