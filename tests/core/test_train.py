@@ -309,3 +309,26 @@ def test_steps_and_sample_rate_follow_the_plan_where_opacus_rounds_down(tiny_war
         train_step(module, optimizer, batch, model.trainable_parameters(), private=True)
     assert [(q, n) for _, q, n in engine.accountant.history] == [(plan.sample_rate, 93)]
     assert optimizer.expected_batch_size == 1
+
+
+def test_grad_samples_kept_without_copy_and_padded_or_added_as_opacus_does():
+    from opacus.grad_sample import grad_sample_module as gsm
+
+    from core.train import _keep_opacus_grad_samples, _store_grad_sample
+
+    _keep_opacus_grad_samples()
+    assert gsm.create_or_accumulate_grad_sample is _store_grad_sample
+    _keep_opacus_grad_samples()  # installing twice keeps Opacus' own as the fallback
+    full, param = torch.randn(4, 3), torch.nn.Parameter(torch.zeros(3))
+    first = full.clone()
+    _store_grad_sample(param=param, grad_sample=full, max_batch_len=4)
+    assert param._current_grad_sample is full  # the whole batch: kept as it is
+    _store_grad_sample(param=param, grad_sample=first.clone(), max_batch_len=4)  # 2nd call
+    assert torch.allclose(param._current_grad_sample, 2 * first)  # added, as Opacus does
+    partial, other = torch.randn(2, 3), torch.nn.Parameter(torch.zeros(3))
+    _store_grad_sample(param=other, grad_sample=partial, max_batch_len=4)
+    assert torch.equal(other._current_grad_sample[:2], partial)  # Opacus' padded buffer
+    assert torch.equal(other._current_grad_sample[2:], torch.zeros(2, 3))
+    view, third = torch.randn(4, 6)[:, :3], torch.nn.Parameter(torch.zeros(3))
+    _store_grad_sample(param=third, grad_sample=view, max_batch_len=4)
+    assert third._current_grad_sample is not view  # a view is copied, never aliased
