@@ -15,12 +15,9 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from dashboard.warm import warm_up_once  # noqa: E402  (needs the root on sys.path)
-
 st.set_page_config(page_title="clearmark", layout="wide")
 
 _PAGES = Path(__file__).resolve().parent / "views"
-warm_up_once(_PAGES)  # the other pages' imports load while this one renders
 
 # One line per page.
 PAGES = [

@@ -18,7 +18,7 @@ import streamlit as st
 from core import warehouse
 from core.config import Paths
 
-CACHE_TTL_S = 60  # bounds memory and staleness should a snapshot change keep its stat
+CACHE_TTL_S = 3600  # the key names the snapshot; this only bounds how long unused entries stay
 
 
 def snapshot_version(paths: Paths) -> tuple[str, int, int, int]:
