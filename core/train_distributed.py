@@ -64,6 +64,7 @@ from core.examples import collate_groups
 from core.model import ModelConfig
 from core.train import (
     TrainConfig,
+    _keep_opacus_grad_samples,
     _optimizer,
     build_dataset,
     check_accounted,
@@ -136,6 +137,7 @@ def fit_distributed(groups, catalogue, split, config: TrainConfig, model_config:
     # 1 / ceil(N / batch_size) from it, the single-process rate.
     loader = DataLoader(dataset, batch_size=plan.batch_size, shuffle=True,
                         collate_fn=collate_groups)
+    _keep_opacus_grad_samples()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant=plan.accountant, secure_mode=config.secure_mode)

@@ -3,6 +3,7 @@ builder form, the stored backtest, and the export refusal below the minimum size
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -155,7 +156,11 @@ def test_campaigns_page_in_a_browser_draws_charts_and_logs_the_download(
     stored = query("campaign_scores", paths, campaign_id=campaign.campaign_id)
     holdout = set(stored.loc[stored["in_holdout"], "user_pseudonym"])
     assert len(exported) >= 100 and not holdout & set(exported["pseudonym"])
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
-                           timeout=BROWSER_TIMEOUT_MS)
+    # The click's callback logs the export at the start of the rerun it triggers, which
+    # may not have begun when the download arrives: wait for the log, not for the page.
+    deadline = time.monotonic() + BROWSER_TIMEOUT_MS / 1000
     log = query("campaign_exports_list", paths, campaign_id=campaign.campaign_id)
+    while log.empty and time.monotonic() < deadline:
+        time.sleep(0.2)
+        log = query("campaign_exports_list", paths, campaign_id=campaign.campaign_id)
     assert log["rows"].tolist() == [len(exported)]
