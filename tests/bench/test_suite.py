@@ -42,3 +42,19 @@ def test_markdown_marks_misses_and_failed_benchmarks():
     assert "| explain | kendall shap vs loo | 0.31 | 0.6 | **no** |" in text
     assert "| recommender | (exit 2, 1 s) | | | |" in text
     assert "test cpu, 2 cores" in text
+
+
+def test_every_committed_result_gives_its_rows():
+    """Each benchmark's headline rows read the result file it writes (the committed one),
+    so that a renamed key fails here, not after an hour of benchmarks."""
+    import json
+
+    from bench.machine import RESULTS
+
+    read = {}
+    for bench in SUITE:
+        path = RESULTS / f"{bench.result}.json"
+        if path.exists():
+            read[bench.name] = bench.rows(json.loads(path.read_text()))
+            assert all(len(r) == 4 for r in read[bench.name]), bench.name
+    assert len(read["inference"]) == 4 and read["scale"] and read["dp_step"]
