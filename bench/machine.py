@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Set by `bench.suite --quick` for its children: their results are written as
+# <name>_quick, so that a smoke run never replaces a full run's result.
+QUICK_ENV = "CLEARMARK_BENCH_QUICK"
 
 
 def describe() -> dict[str, object]:
@@ -37,8 +40,15 @@ def describe() -> dict[str, object]:
             "when": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
+def result_name(name: str) -> str:
+    """`name`, or `name` + "_quick" under `QUICK_ENV`."""
+    if os.environ.get(QUICK_ENV) and not name.endswith("_quick"):
+        return f"{name}_quick"
+    return name
+
+
 def write_result(name: str, result: dict[str, object]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{result_name(name)}.json"
     path.write_text(json.dumps({"machine": describe(), **result}, indent=2, default=str) + "\n")
     return path

@@ -7,15 +7,14 @@ writes ``bench/results/scrub_recall.json``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
+from bench.machine import write_result
 from privacy.scrub import PII_TYPES, scrub_many
 from privacy.scrub_samples import (
     build_labelled_sample,
@@ -26,7 +25,6 @@ from privacy.scrub_samples import (
     value_survives,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results" / "scrub_recall.json"
 THROUGHPUT_TEXTS = 20_000
 REPEATS = 5
 SEED = 0
@@ -124,9 +122,7 @@ def main() -> None:
             "load_avg_1m_at_end": os.getloadavg()[0],
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_result('scrub_recall', result)}")
 
 
 if __name__ == "__main__":

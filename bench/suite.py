@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.machine import RESULTS, describe
+from bench.machine import QUICK_ENV, RESULTS, describe
 from core.config import Paths
 
 Row = tuple[str, object, object, bool | None]  # (figure, measured, target, hit)
@@ -38,8 +38,7 @@ Row = tuple[str, object, object, bool | None]  # (figure, measured, target, hit)
 @dataclass(frozen=True)
 class Bench:
     name: str  # module under bench/
-    result: str  # result file stem (full run)
-    quick_result: str  # result file stem with --quick
+    result: str  # result file stem (full run; a quick run writes <result>_quick)
     full_args: tuple[str, ...] = ()
     quick_args: tuple[str, ...] = ("--quick",)
     rows: Callable[[dict], list[Row]] = field(default=lambda d: target_rows(d))
@@ -117,25 +116,25 @@ def _inference_rows(d: dict) -> list[Row]:
 
 
 SUITE = (
-    Bench("ingest_throughput", "ingest_throughput", "ingest_throughput",
+    Bench("ingest_throughput", "ingest_throughput",
           quick_args=("--customers", "10000"), rows=_ingest_rows),
-    Bench("scrub_recall", "scrub_recall", "scrub_recall", quick_args=(), rows=_scrub_rows),
-    Bench("dp_step", "dp_step", "dp_step_quick"),
-    Bench("recommender", "recommender_gift_cards", "recommender_gift_cards_quick",
+    Bench("scrub_recall", "scrub_recall", quick_args=(), rows=_scrub_rows),
+    Bench("dp_step", "dp_step"),
+    Bench("recommender", "recommender_gift_cards",
           full_args=("--data", "gift-cards", "--other-epsilon-seeds", "1",
                      "--eval-users", "250"),
           quick_args=("--data", "gift-cards", "--quick")),
-    Bench("membership_audit", "membership_audit", "membership_audit_quick",
+    Bench("membership_audit", "membership_audit",
           rows=_membership_rows),
-    Bench("explain", "explain", "explain"),
-    Bench("sentiment", "sentiment", "sentiment_quick", rows=_sentiment_rows),
-    Bench("campaigns", "campaigns", "campaigns", rows=_campaign_rows),
-    Bench("inference", "inference", "inference", full_args=("--data", "{demo}"),
+    Bench("explain", "explain"),
+    Bench("sentiment", "sentiment", rows=_sentiment_rows),
+    Bench("campaigns", "campaigns", rows=_campaign_rows),
+    Bench("inference", "inference", full_args=("--data", "{demo}"),
           quick_args=("--data", "{demo}", "--users", "30"), rows=_inference_rows),
     # the scale run keeps its warehouse for the app benchmark that follows it
-    Bench("scale", "scale", "scale_quick", full_args=("--keep", "--data", "{scale}"),
+    Bench("scale", "scale", full_args=("--keep", "--data", "{scale}"),
           quick_args=("--quick", "--keep", "--data", "{scale}")),
-    Bench("app_pages", "app_pages", "app_pages", full_args=("--data", "{scale}"),
+    Bench("app_pages", "app_pages", full_args=("--data", "{scale}"),
           quick_args=("--data", "{scale}", "--repeats", "2")),
 )
 
@@ -145,11 +144,12 @@ def run_one(bench: Bench, quick: bool, places: dict[str, str]) -> dict[str, obje
     `places` fills the {name} fields of its arguments (data folders)."""
     args = [a.format(**places) for a in (bench.quick_args if quick else bench.full_args)]
     command = [sys.executable, "-m", f"bench.{bench.name}", *args]
-    path = RESULTS / f"{bench.quick_result if quick else bench.result}.json"
+    path = RESULTS / f"{bench.result}{'_quick' if quick else ''}.json"
     before = path.stat().st_mtime if path.exists() else None
     print(f"== {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
-    done = subprocess.run(command, check=False)
+    env = {**os.environ, QUICK_ENV: "1"} if quick else None
+    done = subprocess.run(command, check=False, env=env)
     seconds = time.perf_counter() - started
     fresh = path.exists() and path.stat().st_mtime != before
     out: dict[str, object] = {"command": " ".join(command[1:]), "exit": done.returncode,

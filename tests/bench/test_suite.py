@@ -58,3 +58,13 @@ def test_every_committed_result_gives_its_rows():
             read[bench.name] = bench.rows(json.loads(path.read_text()))
             assert all(len(r) == 4 for r in read[bench.name]), bench.name
     assert len(read["inference"]) == 4 and read["scale"] and read["dp_step"]
+
+
+def test_a_quick_run_never_replaces_a_full_result(monkeypatch):
+    from bench.machine import QUICK_ENV, result_name
+
+    monkeypatch.delenv(QUICK_ENV, raising=False)
+    assert result_name("explain") == "explain"
+    monkeypatch.setenv(QUICK_ENV, "1")  # what bench.suite --quick gives its children
+    assert result_name("explain") == "explain_quick"
+    assert result_name("dp_step_quick") == "dp_step_quick"
