@@ -147,3 +147,31 @@ def test_listwise_loss_of_one_customer_ignores_the_others():
     assert torch.count_nonzero(grad[[0, 2, 3]]) == 0
     assert torch.allclose(losses, torch.nn.functional.cross_entropy(
         logits, torch.zeros(4, dtype=torch.long), reduction="none"))
+
+
+def test_a_batch_encoded_together_equals_its_customers_encoded_alone():
+    """`__getitems__` (what the DataLoader calls) encodes a batch's texts in one pass;
+    after collation it gives the tensors of encoding each customer alone."""
+    from transformers import BertConfig
+
+    from core.model import CrossEncoder, ModelConfig
+
+    tiny = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    model = CrossEncoder.from_config(tiny, ModelConfig(max_length=48, item_length=16,
+                                                       prior_scale=2.0)).eval()
+    groups = build_examples(interactions(), catalogue())
+
+    def dataset() -> CustomerDataset:
+        return CustomerDataset(groups, item_records(catalogue()), pair_states=model.pair_states,
+                               prior=model.prior_similarity, seed=3)
+
+    together = collate_groups(dataset().__getitems__([0, 1, 2]))
+    model.clear_cache()
+    alone_dataset = dataset()
+    alone = collate_groups([alone_dataset[i] for i in range(3)])
+    assert float(together[2].abs().sum()) > 0  # the prior is there
+    for x, y in zip(together, alone, strict=True):
+        assert x.shape == y.shape
+        assert torch.allclose(x.float(), y.float(), atol=1e-5)
+    assert dataset().__getitems__([]) == []
