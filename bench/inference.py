@@ -22,7 +22,7 @@ Each variant is a copy of the model made before any of them runs, and starts col
 model's side states, its prior embeddings and the sentence encoder's cache are cleared,
 so each pays for its own encodings. Reported: seconds, customers per second, NDCG@10 /
 HR@10 of each, and the ratios to "all tokens". What scoring
-already does in both: candidate pairs sorted by length before batching (less
+does in all three: candidate pairs sorted by length before batching (less
 padding), the history side encoded once per customer and the candidate side once per
 item (cached lower-layer states), 2 torch threads (the machine's cores). Writes
 ``bench/results/inference.json`` with the machine description and the load average.

@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python -m bench.suite --quick     # smoke check of every benchmark (about an hour)
+    .venv/bin/python -m bench.suite --quick     # smoke check of every benchmark (about 10 minutes)
     .venv/bin/python -m bench.suite             # the full suite (hours on 2 cores)
     .venv/bin/python -m bench.suite --only dp_step explain
 

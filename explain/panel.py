@@ -162,16 +162,16 @@ def render_explanations(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None
     # Every recommendation's reason in one line; the charts of one at a time (twenty
     # Plotly charts on one page took the browser longer to draw than the explanations
     # took to compute).
-    titles = []
-    for row, _ in explained:
-        item = str(row["item_id"])
+    # The reason in words comes from an additive method: the chosen one when it is, else
+    # field SHAP.
+    worded = left if left in ("shap-field", "leave-one-out") else "shap-field"
+    titles, lines = [], []
+    for row, found in explained:
         title = row.get("title")
         titles.append(str(title) if title is not None and not pd.isna(title)
-                      else service.title(item))
-    lines = []
-    for (row, found), title in zip(explained, titles, strict=True):
-        source = found[left] if left in ("shap-field", "leave-one-out") else found["shap-field"]
-        lines.append(f"- **#{int(row['rank'])} · {_md(title)}**: {_md(reason(source))}")
+                      else service.title(str(row["item_id"])))
+        lines.append(f"- **#{int(row['rank'])} · {_md(titles[-1])}**: "
+                     f"{_md(reason(found[worded]))}")
     st.markdown("\n".join(lines))
     if explained:
         number = st.selectbox(
@@ -181,7 +181,7 @@ def render_explanations(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None
         row, found = explained[number]
         item = str(row["item_id"])
         shap_e, left_e, right_e = found["shap-field"], found[left], found[right]
-        source = left_e if left in ("shap-field", "leave-one-out") else shap_e
+        source = found[worded]
         st.caption(
             f"{METHOD_LABELS[source.method]}: score {source.prediction:.4f}, base (every "
             f"field removed) {source.base_value:.4f}, additivity error "
