@@ -51,7 +51,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             head_lr=args.head_lr, seed=args.seed, secure_mode=args.secure_mode or None,
             max_customers=args.max_customers, eval_baselines=args.baselines or None,
             eval_users=args.eval_users, dataset=args.dataset, max_steps=args.max_steps,
-            held_out_items=args.held_out_items, audit_pool=args.audit_pool)
+            held_out_items=args.held_out_items, audit_pool=args.audit_pool,
+            grad_sample_mode=args.clipping)
         run_id = train(Paths(), config, model_config=model_config,
                        split_name=SPLIT_NAMES[args.split], progress=not args.quiet)
     except _user_errors() as exc:
@@ -150,7 +151,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `train`, `evaluate`, `score` and `models` to clearmark's subcommands."""
-    from core.train import TrainConfig
+    from core.train import GRAD_SAMPLE_MODES, TrainConfig
 
     help_ = ("Train the cross-encoder ranking model with user-level differential privacy "
              "(Opacus DP-SGD); the run is charged to the privacy ledger before it starts.")
@@ -172,6 +173,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "where the steward set a budget)")
     tr.add_argument("--secure-mode", action="store_true",
                     help="cryptographically secure noise (needs torchcsprng)")
+    tr.add_argument("--clipping", choices=GRAD_SAMPLE_MODES,
+                    help="how per-customer gradients are clipped (default "
+                         f"{TrainConfig.grad_sample_mode}: one backward pass; 'hooks' and "
+                         "'ghost' are Opacus' own modes; the same guarantee)")
     tr.add_argument("--split", choices=tuple(SPLIT_NAMES), default="leave-last-out")
     tr.add_argument("--trainable-layers", type=int, default=1,
                     help="top encoder layers that learn (default 1)")

@@ -30,7 +30,10 @@ steps), and the accountant is told `plan.sample_rate` itself (Opacus derives 1 /
 CPU only (gloo): the project's training keeps every tensor on the CPU, so NCCL, which
 needs CUDA tensors, would not run it. Per-epoch validation is not run (`val_users` is
 recorded as 0); non-private runs are refused (DPDDP is the DP path; use `clearmark
-train --non-private`), and so is ghost clipping (`grad_sample_mode` "hooks" only).
+train --non-private`), and so is ghost clipping (`grad_sample_mode` "bookkeeping", the
+default, or "hooks"). With book-keeping clipping each rank leaves its customers' clipped
+sum in p.grad and Opacus' distributed optimizer adds the noise on rank 0 and sums the
+ranks' gradients, as it does for its own ghost clipping.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ import torch
 import torch.distributed as dist
 from opacus import PrivacyEngine
 from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
-from opacus.optimizers import DistributedDPOptimizer
+from opacus.optimizers import (
+    DistributedDPOptimizer,
+    DistributedDPOptimizerFastGradientClipping,
+)
 from opacus.utils.uniform_sampler import DistributedUniformWithReplacementSampler
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -68,6 +74,7 @@ from core.train import (
     _optimizer,
     build_dataset,
     check_accounted,
+    make_bookkeeping_private,
     plan_privacy,
     train_step,
     training_data,
@@ -138,16 +145,23 @@ def fit_distributed(groups, catalogue, split, config: TrainConfig, model_config:
     loader = DataLoader(dataset, batch_size=plan.batch_size, shuffle=True,
                         collate_fn=collate_groups)
     _keep_opacus_grad_samples()
+    noise_generator = None if config.secure_mode else torch.Generator().manual_seed(
+        config.seed)  # used on rank 0 only
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant=plan.accountant, secure_mode=config.secure_mode)
-        module, optimizer, dp_loader = engine.make_private(
-            module=ddp, optimizer=optimizer, data_loader=loader,
-            noise_multiplier=plan.noise_multiplier, max_grad_norm=config.max_grad_norm,
-            poisson_sampling=True, grad_sample_mode=config.grad_sample_mode,
-            noise_generator=None if config.secure_mode
-            else torch.Generator().manual_seed(config.seed))  # used on rank 0 only
-    if not (isinstance(optimizer, DistributedDPOptimizer) and dp_loader.distributed):
+        if config.grad_sample_mode == "bookkeeping":
+            module, optimizer, dp_loader = make_bookkeeping_private(
+                engine, model, optimizer, loader, config, plan,
+                noise_generator=noise_generator, world_size=world)
+        else:
+            module, optimizer, dp_loader = engine.make_private(
+                module=ddp, optimizer=optimizer, data_loader=loader,
+                noise_multiplier=plan.noise_multiplier, max_grad_norm=config.max_grad_norm,
+                poisson_sampling=True, grad_sample_mode=config.grad_sample_mode,
+                noise_generator=noise_generator)
+    distributed = (DistributedDPOptimizer, DistributedDPOptimizerFastGradientClipping)
+    if not (isinstance(optimizer, distributed) and dp_loader.distributed):
         raise AssertionError("Opacus did not take the distributed path (DPDDP not seen)")
     if abs(dp_loader.sample_rate - plan.sample_rate) > 1e-12:
         raise AssertionError(f"Opacus samples at {dp_loader.sample_rate}, the ledger was "
@@ -197,7 +211,7 @@ def fit_distributed(groups, catalogue, split, config: TrainConfig, model_config:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", eps=f"{spent:.2f}")
     bar.close()
-    module.cleanup()  # remove Opacus' hooks and attributes: the saved model is plain
+    module.cleanup()  # remove the clipping hooks and attributes: the saved model is plain
     model.eval()
     check_accounted(engine, plan)
     mine = {"rank": rank, "steps": len(curve), "customers": local_customers,
@@ -240,9 +254,9 @@ def train_distributed(paths: Paths | None = None, config: TrainConfig | None = N
     if config.non_private:
         raise TrainingRefused("distributed training is the DP path (DPDDP): train a "
                               "non-private model with `clearmark train --non-private`.")
-    if config.grad_sample_mode != "hooks":  # the only mode checked with DPDDP here
-        raise TrainingRefused(f"grad_sample_mode={config.grad_sample_mode!r}: distributed "
-                              "training clips per customer in Opacus' 'hooks' mode only.")
+    if config.grad_sample_mode == "ghost":  # not checked with DPDDP here
+        raise TrainingRefused("grad_sample_mode='ghost': distributed training clips per "
+                              "customer in the 'bookkeeping' (default) or 'hooks' mode.")
     if dist.get_rank() != 0:
         data = training_data(paths, config, model_config, split_name=split_name)
         groups = data.groups
@@ -319,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         secure_mode=args.secure_mode or None, max_customers=args.max_customers,
         eval_baselines=args.baselines or None, eval_users=args.eval_users,
         dataset=args.dataset, max_steps=args.max_steps, held_out_items=args.held_out_items,
-        audit_pool=args.audit_pool, non_private=args.non_private or None)
+        audit_pool=args.audit_pool, non_private=args.non_private or None,
+        grad_sample_mode=args.clipping)
     dist.init_process_group(BACKEND)
     try:
         run_id = train_distributed(Paths(), config, model_config=model_config,

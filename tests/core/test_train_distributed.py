@@ -43,8 +43,10 @@ def torchrun(paths: Paths, tmp_path: Path, *flags: str) -> subprocess.CompletedP
                           env={**os.environ, "CLEARMARK_DATA": str(paths.data_dir)})
 
 
-def test_two_workers_train_one_model_with_the_single_process_plan(tiny_warehouse, tmp_path):
-    proc = torchrun(tiny_warehouse, tmp_path, *FLAGS)
+@pytest.mark.parametrize("clipping", ["bookkeeping", "hooks"])
+def test_two_workers_train_one_model_with_the_single_process_plan(tiny_warehouse, tmp_path,
+                                                                 clipping):
+    proc = torchrun(tiny_warehouse, tmp_path, *FLAGS, "--clipping", clipping)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = list_runs(tiny_warehouse)["run_id"].tolist()
     assert len(runs) == 1 and f"Trained {runs[0]}" in proc.stdout
@@ -58,7 +60,7 @@ def test_two_workers_train_one_model_with_the_single_process_plan(tiny_warehouse
     assert sum(c["batch_size"] for c in loaded.curve) == sum(r["customers"] for r in ranks)
 
     # The accountant's q and epsilon are the single-process plan's...
-    config = quick(**SETTINGS, val_users=0)
+    config = quick(**SETTINGS, val_users=0, grad_sample_mode=clipping)
     groups = training_data(tiny_warehouse, config, TINY_MODEL).groups
     plan = plan_privacy(config, len({g.user for g in groups}))
     privacy = loaded.privacy
