@@ -62,6 +62,7 @@ from core.interactions import (
     PROMOTION,
     TS,
     USER,
+    collapse_repeats,
     interacted_catalogue,
     load_catalogue,
     load_interactions,
@@ -316,8 +317,12 @@ def load_training_data(paths: Paths, *, max_customers: int | None = None, seed: 
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(interactions, ranking catalogue) from the warehouse; with `max_customers` a seeded
     random subset of customers; with `before` only events strictly before that time (a
-    backtest's model must not see what happened after its cutoff)."""
-    interactions = load_interactions(paths, before=before)
+    backtest's model must not see what happened after its cutoff).
+
+    A funnel on one item (add-to-cart, then purchase) is one interaction
+    (`collapse_repeats`): otherwise the next "item" is most often the one just carted,
+    which recommendations exclude as already seen."""
+    interactions = collapse_repeats(load_interactions(paths, before=before))
     if interactions.empty:
         raise TrainingRefused(f"the warehouse {paths.warehouse} holds no purchases, reviews "
                               "or add-to-cart events: ingest some first (`clearmark "

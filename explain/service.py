@@ -23,7 +23,14 @@ import pandas as pd
 
 from core.config import Paths
 from core.fields import ModelInput
-from core.interactions import ITEM, USER, interacted_catalogue, load_catalogue, load_interactions
+from core.interactions import (
+    ITEM,
+    USER,
+    collapse_repeats,
+    interacted_catalogue,
+    load_catalogue,
+    load_interactions,
+)
 from core.model import CrossEncoder
 from explain.attention import explain_attention
 from explain.field_shap import FieldShapConfig, explain_fields, leave_one_out
@@ -71,7 +78,8 @@ class ExplainService:
     def _load(self) -> dict[str, object]:
         with self._lock:
             if not self._data:
-                interactions = load_interactions(self.paths)
+                # what core.train.load_training_data gives scoring: funnels collapsed
+                interactions = collapse_repeats(load_interactions(self.paths))
                 catalogue = interacted_catalogue(load_catalogue(self.paths), interactions)
                 full = load_catalogue(self.paths)
                 records = item_records(full)

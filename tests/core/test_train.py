@@ -40,7 +40,8 @@ ITEMS = 30
 
 def build_warehouse(paths: Paths, *, customers: int = CUSTOMERS, seed: int = 0) -> None:
     """`customers` customers with 4..7 purchases on distinct days, 30 items in 3
-    categories; customer u buys mostly from category u % 3 (something to learn)."""
+    categories; customer u buys mostly from category u % 3 (something to learn), never
+    the same item twice in a row (training collapses such runs into one)."""
     rng = np.random.default_rng(seed)
     categories = ("Books", "Kitchen", "Garden")
     items = [(f"i{j:02d}", f"{categories[j % 3]} item {j}", f"Brand {j % 4}",
@@ -49,8 +50,10 @@ def build_warehouse(paths: Paths, *, customers: int = CUSTOMERS, seed: int = 0) 
     events = []
     for u in range(customers):
         day = datetime(2024, 1, 1) + timedelta(days=int(rng.integers(0, 30)))
+        last = None
         for _ in range(int(rng.integers(4, 8))):
-            j = int(rng.choice([k for k in range(ITEMS) if k % 3 == u % 3 or rng.random() < .1]))
+            last = j = int(rng.choice([k for k in range(ITEMS) if k != last and (
+                k % 3 == u % 3 or rng.random() < .1)]))
             day += timedelta(days=int(rng.integers(1, 9)))
             events.append((f"u_{u:03d}", f"i{j:02d}", "purchase", day, bool(rng.random() < .3),
                            "fixture"))
@@ -267,8 +270,11 @@ def test_each_clipping_mode_applies_the_same_clipped_update_as_per_sample_hooks(
         tiny_warehouse, mode):
     hooks, customers, plan = _one_dp_step(tiny_warehouse, "hooks")
     other, _, _ = _one_dp_step(tiny_warehouse, mode)
+    # float64: they differ by about 1e-9 of the largest entry (the key bias's gradient
+    # is zero up to rounding: attention does not change when every key moves alike)
+    scale = max(float(g.abs().max()) for g in hooks.values())
     for name in hooks:
-        assert torch.allclose(hooks[name], other[name], rtol=1e-6, atol=1e-15), name
+        assert torch.allclose(hooks[name], other[name], rtol=1e-6, atol=1e-8 * scale), name
     # Each customer's gradient clipped to C (every one is larger here), summed, divided by
     # the expected batch size E: the applied gradient is at most B * C / E in norm.
     total = torch.sqrt(sum((g ** 2).sum() for g in other.values()))
