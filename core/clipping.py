@@ -64,7 +64,7 @@ class _RecordedAffine(torch.autograd.Function):
     def forward(ctx, normed, weight, bias, record: Record):
         ctx.save_for_backward(normed, weight)
         ctx.record = record
-        return torch.addcmul(bias, normed, weight)
+        return normed * weight if bias is None else torch.addcmul(bias, normed, weight)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -123,12 +123,11 @@ class BookkeepingClipping(nn.Module):
             if not (torch.is_grad_enabled() and any(p.requires_grad for p in
                                                     sub.parameters(recurse=False))):
                 return own_forward(x)  # inference, or frozen: nothing to record
-            bias = sub.bias if sub.bias is not None else None
             if isinstance(sub, nn.Linear):
-                return _RecordedLinear.apply(x, sub.weight, bias,
+                return _RecordedLinear.apply(x, sub.weight, sub.bias,
                                              lambda a, g: self._record_linear(sub, a, g))
             normed = nn.functional.layer_norm(x, sub.normalized_shape, eps=sub.eps)
-            return _RecordedAffine.apply(normed, sub.weight, bias,
+            return _RecordedAffine.apply(normed, sub.weight, sub.bias,
                                          lambda a, g: self._record_affine(sub, a, g))
 
         return forward
@@ -188,6 +187,9 @@ class BookkeepingClipping(nn.Module):
             if param.grad is None:
                 param.grad = torch.zeros_like(param)
         self.last_norms = norms.detach()
+        self.forget_records()
+
+    def forget_records(self) -> None:
         self._norms2, self._sums = [], []
 
     def loss(self, per_customer: torch.Tensor) -> ClippedLoss:
@@ -206,7 +208,7 @@ class ClippedLoss:
         self.clipping = clipping
 
     def backward(self) -> None:
-        self.clipping._norms2, self.clipping._sums = [], []
+        self.clipping.forget_records()  # of a backward pass that never reached clip()
         self.per_customer.sum().backward()
         self.clipping.clip()
 
