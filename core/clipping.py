@@ -181,10 +181,11 @@ class BookkeepingClipping(nn.Module):
                                "per-customer gradients would have to be added up first.")
         norms = torch.stack(self._norms2).sum(dim=0).sqrt()  # (B,)
         factors = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        reached = set(recorded)
         for param, clipped_sum in self._sums:
             param.grad = clipped_sum(factors.to(param.dtype))
-        for param in self.params:  # a parameter the loss did not reach: zero gradient
-            if param.grad is None:
+        for param in self.params:  # a parameter the loss did not reach: zero gradient,
+            if id(param) not in reached:  # whatever an earlier step left in p.grad
                 param.grad = torch.zeros_like(param)
         self.last_norms = norms.detach()
         self.forget_records()
