@@ -737,7 +737,7 @@ def propensity(interactions: pd.DataFrame, catalogue: pd.DataFrame, campaign: Ca
         raise CampaignError("target items are missing from the item embeddings: pass the "
                             "embeddings of this catalogue.")
     target_vectors = vectors[target_cols]
-    records = _records(catalogue)
+    records = _records(catalogue if model is None else model.with_popularity(catalogue))
     users = np.array(sorted(set(map(str, customers if customers is not None else []))
                             | set(frame[USER])), dtype=object)
     clock["embeddings"] = time.perf_counter()
@@ -1282,7 +1282,8 @@ def score_campaign(paths: Paths, campaign_id: str, *, config: ScoringConfig = Sc
     reasons = None
     if model is not None and explainer_factory is not None and config.reasons > 0:
         t0 = time.perf_counter()
-        reasons = explain_audience(scores, interactions, catalogue, campaign,
+        reasons = explain_audience(scores, interactions, model.with_popularity(catalogue),
+                                   campaign,
                                    explainer=explainer_factory(model),
                                    history_len=model.config.history_len, cap=config.reasons)
         result.timing["reasons_s"] = time.perf_counter() - t0

@@ -10,10 +10,11 @@ charged, so a refusal (`TrainingRefused`) means nothing was charged or trained.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from privacy.accounting import noise_for
+from privacy.accounting import Mechanism, noise_for
 
 ACCOUNTANTS = ("prv", "rdp")
 Config = TypeVar("Config")
@@ -33,6 +34,9 @@ class PrivacyPlan:
     steps: int
     noise_multiplier: float
     accountant: str
+    # mechanisms released with the run on the same people, composed with its steps by
+    # the accountant (e.g. the recommender's DP item counts)
+    alongside: tuple[Mechanism, ...] = ()
 
 
 def default_delta(people: int) -> float:
@@ -41,15 +45,17 @@ def default_delta(people: int) -> float:
 
 
 def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, steps: int,
-                         accountant: str) -> tuple[float, str]:
+                         accountant: str, alongside: Sequence[Mechanism] = ()
+                         ) -> tuple[float, str]:
     """(sigma, accountant used): `privacy.accounting.noise_for` with the requested
-    accountant, falling back to the other one (PRV <-> RDP) where it fails."""
+    accountant, falling back to the other one (PRV <-> RDP) where it fails; composed
+    with the `alongside` mechanisms where given."""
     order = [accountant] + [a for a in ACCOUNTANTS if a != accountant]
     errors = []
     for name in order:
         try:
             sigma = noise_for(target_epsilon=epsilon, delta=delta, sample_rate=sample_rate,
-                              steps=steps, accountant=name)
+                              steps=steps, accountant=name, alongside=alongside)
         except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
             errors.append(f"{name}: {exc}")
             continue
@@ -61,9 +67,12 @@ def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, st
                           "epsilon, or lower epochs or the batch size.")
 
 
-def plan_privacy(config: Any, people: int, *, too_few: str) -> PrivacyPlan:
+def plan_privacy(config: Any, people: int, *, too_few: str,
+                 alongside: Sequence[Mechanism] = ()) -> PrivacyPlan:
     """Sample rate, steps and noise multiplier for `config` over `people` privacy units;
-    `too_few` says what to do when there are fewer than 2."""
+    `too_few` says what to do when there are fewer than 2. `alongside`: mechanisms
+    released with the run on the same people (their noise is fixed); the run's noise
+    then keeps everything composed within `config.epsilon`."""
     if people < 2:
         raise TrainingRefused(f"only {people} to train on: {too_few}")
     limit = 1.0 / (10 * people)
@@ -82,8 +91,9 @@ def plan_privacy(config: Any, people: int, *, too_few: str) -> PrivacyPlan:
         return PrivacyPlan(people, delta, batch, per_epoch, sample_rate, steps, 0.0, "none")
     sigma, used = noise_multiplier_for(epsilon=config.epsilon, delta=delta,
                                        sample_rate=sample_rate, steps=steps,
-                                       accountant=config.accountant)
-    return PrivacyPlan(people, delta, batch, per_epoch, sample_rate, steps, sigma, used)
+                                       accountant=config.accountant, alongside=alongside)
+    return PrivacyPlan(people, delta, batch, per_epoch, sample_rate, steps, sigma, used,
+                       tuple(alongside))
 
 
 def check_secure_mode(config: Any) -> None:

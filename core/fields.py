@@ -13,10 +13,15 @@ Field names:
   ctx_day           "day: weekend" / "day: weekday"
   ctx_promotion     "promotion: on" / "promotion: off" (absent where unknown)
   item_title, item_category, item_brand, item_price, item_description
+  item_popularity   "popularity: 73 of 100": the item's percentile among the items of
+                    the run's DP-released counts (`core.item_popularity`); absent for
+                    items outside the release. The model reads it as text and as one
+                    number (`popularity_feature`), so masking the field removes both.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -25,7 +30,9 @@ import pandas as pd
 SEPARATOR = " ; "
 HISTORY_PREFIX = "h"
 CONTEXT_FIELDS = ("ctx_season", "ctx_day", "ctx_promotion")
-ITEM_FIELDS = ("item_title", "item_category", "item_brand", "item_price", "item_description")
+ITEM_FIELDS = ("item_title", "item_category", "item_brand", "item_price", "item_description",
+               "item_popularity")
+POPULARITY_TEXT = re.compile(r"^popularity: (\d{1,3}) of 100$")
 DESCRIPTION_WORDS = 24  # a snippet: enough to say what the item is, cheap to encode
 EVENT_VERBS = {"view": "viewed", "click": "clicked", "add_to_cart": "added to cart",
                "purchase": "purchased", "review": "reviewed"}
@@ -98,11 +105,29 @@ def item_fields(item: Mapping[str, object]) -> list[Field]:
         "item_brand": _clean(item.get("brand")),
         "item_price": price_band(item.get("price")),
         "item_description": description,
+        "item_popularity": _percentile(item.get("popularity")),
     }
     labels = {"item_title": "title", "item_category": "category", "item_brand": "brand",
-              "item_price": "price", "item_description": "about"}
+              "item_price": "price", "item_description": "about",
+              "item_popularity": "popularity"}
     return [Field(name, "b", f"{labels[name]}: {value}") for name, value in values.items()
             if value]
+
+
+def _percentile(value: object) -> str | None:
+    if value is None or pd.isna(value):
+        return None
+    return f"{int(value)} of 100"
+
+
+def popularity_feature(text_b: str) -> float:
+    """The candidate side's popularity percentile as a centred, unit-variance number
+    ((p - 50.5) / 28.87 for p uniform on 1..100); 0 where the field is absent."""
+    for part in text_b.split(SEPARATOR):
+        match = POPULARITY_TEXT.match(part)
+        if match:
+            return (int(match.group(1)) - 50.5) / 28.866
+    return 0.0
 
 
 def build_input(history: Iterable[tuple[str, Mapping[str, object]]],

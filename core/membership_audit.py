@@ -86,7 +86,7 @@ def audit_membership(run_id: str, paths: Paths | None = None, *,
         raise TrainingRefused(f"{len(missing)} of the {len(pool)} pool customers have no "
                               "examples in the warehouse any more (data changed since the "
                               f"run): the audit of {run_id} cannot be rebuilt.")
-    items = item_records(data.train_catalogue)
+    items = item_records(loaded.model.with_popularity(data.train_catalogue))
     losses = customer_losses(loaded.model, by_customer, items, progress=progress)
     start = reference if reference is not None else CrossEncoder.from_pretrained(
         loaded.model_config)

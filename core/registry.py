@@ -194,6 +194,8 @@ def load(run_id: str, paths: Paths | None = None) -> LoadedModel:
         raise RegistryError(f"{path / WEIGHTS} does not match its config.json (missing "
                             f"{missing[:3]}, unexpected {unexpected[:3]}): the run folder is "
                             "damaged; train the model again.")
+    model.item_popularity = {str(k): int(v) for k, v in
+                             read["candidates.json"].get("item_popularity", {}).items()}
     model.eval()
     return LoadedModel(run_id=run_id, path=path, model=model, model_config=model_config,
                        train_config=config.get("train_config", {}), config=config,

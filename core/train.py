@@ -40,7 +40,7 @@ from sklearn.base import BaseEstimator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from core import dp_plan
+from core import dp_plan, item_popularity
 from core.baselines import item_text
 from core.clipping import BookkeepingClipping
 from core.config import PROJECT_ROOT, Paths
@@ -70,6 +70,7 @@ from core.interactions import (
 from core.model import TORCH_THREADS, CrossEncoder, ModelConfig
 from core.splits import Split, leave_last_out, time_split
 from privacy import ledger
+from privacy.accounting import Mechanism, epsilon_for
 from privacy.membership import draw_pool
 
 # Per-customer clipping, three modes with the same clipped, noised update (tested):
@@ -81,6 +82,8 @@ from privacy.membership import draw_pool
 GRAD_SAMPLE_MODES = ("bookkeeping", "hooks", "ghost")
 SPLITS = ("leave_last_out", "time")
 ARTEFACT_KIND = "ranking_model"
+COUNTS_KIND = "item_popularity"  # the ledger kind of a run's released item counts
+COUNTS_SUFFIX = "-counts"  # its ledger run id: the run's id with this suffix
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,11 @@ class TrainConfig:
         reports the test targets that are such items apart ("cold_items").
     eval_users: test users of the final evaluation (a seeded sample; None: all).
     eval_baselines: also evaluate popularity, item-kNN and zero-shot content on the split.
+    popularity_cap: distinct items each customer counts for in the released item
+        popularity (`core.item_popularity`; the counts' L2 sensitivity is its root).
+    popularity_share: the share of epsilon that the popularity counts would cost ALONE
+        (for a model that reads popularity); DP-SGD's noise is then set so that both,
+        composed by the accountant, spend `epsilon`.
     """
 
     epsilon: float = 3.0
@@ -145,6 +153,8 @@ class TrainConfig:
     held_out_items: float = 0.0
     eval_users: int | None = None
     eval_baselines: bool = False
+    popularity_cap: int = item_popularity.DEFAULT_CAP
+    popularity_share: float = 0.25
 
     def __post_init__(self) -> None:
         if not self.non_private and not (self.epsilon > 0 and math.isfinite(self.epsilon)):
@@ -159,6 +169,10 @@ class TrainConfig:
         if self.max_grad_norm <= 0 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"max_grad_norm={self.max_grad_norm}, epochs={self.epochs}, "
                              f"batch_size={self.batch_size}: all must be positive.")
+        if self.popularity_cap < 1 or not 0.0 < self.popularity_share < 1.0:
+            raise ValueError(f"popularity_cap={self.popularity_cap}, popularity_share="
+                             f"{self.popularity_share}: a cap of at least 1 and a share of "
+                             "epsilon in (0, 1).")
         if self.accountant not in ACCOUNTANTS:
             raise ValueError(f"accountant={self.accountant!r}: choose one of {ACCOUNTANTS}.")
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
@@ -187,7 +201,8 @@ class CrossEncoderRecommender(BaseEstimator):
     """`core.recommender.Recommender` over a trained CrossEncoder: cheap retrieval
     (content + popular, see the module docstring), re-ranked by the cross-encoder.
 
-    `fit` computes the popularity list of `train` and the catalogue's item embeddings
+    `fit` takes the popularity list from the model's released counts (the exact counts
+    of `train` for a model without them) and computes the catalogue's item embeddings
     (cached per catalogue by `core.encoder`); the CrossEncoder is given, never reloaded.
     `score_items` returns (Q, I) with the cross-encoder logit on each query's candidates
     and -inf elsewhere."""
@@ -206,14 +221,20 @@ class CrossEncoderRecommender(BaseEstimator):
             raise ValueError(f"the catalogue has no {ITEM!r} column: pass "
                              "core.interactions.load_catalogue() or interacted_catalogue().")
         self.items_ = np.array(sorted(catalogue[ITEM].astype(str).unique()), dtype=object)
-        self.records_ = item_records(catalogue)
+        self.records_ = item_records(self.model.with_popularity(catalogue))
         rows = [self.records_[i] for i in self.items_]
         self.embeddings_ = embed_texts([item_text(r) for r in rows])  # (I, H) unit rows
-        counts = train[ITEM].astype(str).value_counts()
-        counts = counts[counts.index.isin(set(self.items_))]
-        # Ties by item id so that every fit gives one order.
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        self.popular_ = np.array([i for i, _ in ranked], dtype=object)
+        known = set(self.items_)
+        if self.model.item_popularity:
+            # the run's DP-released counts (core.item_popularity): covered by its epsilon
+            ranked = [i for i in item_popularity.ranked(self.model.item_popularity)
+                      if i in known]
+        else:  # a model without released counts: the exact order of `train`
+            counts = train[ITEM].astype(str).value_counts()
+            counts = counts[counts.index.isin(known)]
+            # Ties by item id so that every fit gives one order.
+            ranked = [i for i, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+        self.popular_ = np.array(ranked, dtype=object)
         self.column_ = {item: c for c, item in enumerate(self.items_)}
         return self
 
@@ -341,11 +362,75 @@ def load_training_data(paths: Paths, *, max_customers: int | None = None, seed: 
 # --- the run -----------------------------------------------------------------------------
 
 
-def plan_privacy(config: TrainConfig, customers: int) -> PrivacyPlan:
-    """Sample rate, steps and noise multiplier for `config` over `customers` customers."""
-    return dp_plan.plan_privacy(config, customers, too_few=(
+def plan_privacy(config: TrainConfig, customers: int, *,
+                 alongside: tuple[Mechanism, ...] = ()) -> PrivacyPlan:
+    """Sample rate, steps and noise multiplier for `config` over `customers` customers
+    (composed with the `alongside` mechanisms, e.g. the popularity counts)."""
+    return dp_plan.plan_privacy(config, customers, alongside=alongside, too_few=(
         "customers with a training example (an interaction with an earlier one); DP "
         "training needs many."))
+
+
+@dataclass(frozen=True)
+class PopularityRelease:
+    """The item popularity a run releases (`core.item_popularity`): percentiles per item
+    and the Gaussian mechanism that noised them (noise_multiplier 0: exact counts of a
+    non-private run)."""
+
+    percentiles: dict[str, int]
+    noise_multiplier: float
+    cap: int
+    customers: int
+    epsilon_alone: float  # what the release costs by itself (inf: not private)
+    accountant: str
+
+    @property
+    def mechanism(self) -> Mechanism:
+        return (self.noise_multiplier, 1.0, 1)
+
+
+def popularity_noise(config: TrainConfig, delta: float) -> tuple[float, float, str]:
+    """(noise multiplier, epsilon alone, accountant) of the popularity release for a
+    private run: the Gaussian mechanism that costs `popularity_share` of epsilon alone."""
+    share = config.popularity_share * config.epsilon
+    sigma, used = dp_plan.noise_multiplier_for(epsilon=share, delta=delta, sample_rate=1.0,
+                                               steps=1, accountant=config.accountant)
+    return sigma, epsilon_for(noise_multiplier=sigma, sample_rate=1.0, steps=1, delta=delta,
+                              accountant=used), used
+
+
+def plan_run(config: TrainConfig, model_config: ModelConfig, split: Split, groups,
+             pool: dict[str, bool]):
+    """(config with its delta fixed, the interactions the popularity counts read (None:
+    the model reads no popularity), the counts' noise (None: none or exact), the plan).
+    Deterministic given its inputs: every rank of a distributed run computes the same."""
+    customers = len({g.user for g in groups})
+    counted = None
+    if model_config.popularity_scale > 0:
+        # every training customer with an interaction (not only those with an example),
+        # minus the audit pool's left-out half
+        counted = split.train[split.train[USER].astype(str).map(lambda u: pool.get(u, True))]
+    if config.delta is None:  # below 1/(10 N) for both releases' N
+        config = dp_plan.with_overrides(config, delta=dp_plan.default_delta(
+            max(customers, 0 if counted is None else int(counted[USER].nunique()))))
+    noise = None
+    if counted is not None and not config.non_private:
+        noise = popularity_noise(config, config.delta)
+    plan = plan_privacy(config, customers,
+                        alongside=() if noise is None else ((noise[0], 1.0, 1),))
+    return config, counted, noise, plan
+
+
+def release_popularity(train: pd.DataFrame, catalogue: pd.DataFrame, config: TrainConfig,
+                       noise: tuple[float, float, str] | None) -> PopularityRelease:
+    """Count, noise (None: exact) and rank the catalogue's items: call only after the
+    release was charged to the ledger."""
+    counts = item_popularity.capped_counts(train, catalogue[ITEM].astype(str),
+                                           cap=config.popularity_cap)
+    sigma, alone, used = noise if noise is not None else (0.0, math.inf, "none")
+    released = item_popularity.noisy(counts, noise_multiplier=sigma, cap=config.popularity_cap)
+    return PopularityRelease(item_popularity.percentiles(released), sigma,
+                             config.popularity_cap, int(train[USER].nunique()), alone, used)
 
 
 def _optimizer(model: CrossEncoder, config: TrainConfig) -> torch.optim.Optimizer:
@@ -374,7 +459,7 @@ def validation_metrics(model: CrossEncoder, split: Split, catalogue: pd.DataFram
     return {"hr@10": float(result["hr@10"]), "ndcg@10": float(result["ndcg@10"])}
 
 
-def _ledger_note(config: TrainConfig, plan: PrivacyPlan, split: Split) -> str:
+def _ledger_note(config: TrainConfig, plan: PrivacyPlan, split: Split, run_id: str) -> str:
     parts = [f"split {split.name}"]
     if config.non_private:
         parts.append("NON-PRIVATE run (explicit): no DP guarantee, epsilon recorded as inf")
@@ -384,8 +469,9 @@ def _ledger_note(config: TrainConfig, plan: PrivacyPlan, split: Split) -> str:
                      f"customer; Poisson sampling q={plan.sample_rate:.4g}; accountant "
                      f"{plan.accountant}" + (f" (fallback from {config.accountant})"
                                              if plan.accountant != config.accountant else ""))
-    parts.append("candidate retrieval ships the popularity order of the training split "
-                 "(not noised, not covered by epsilon)")
+    if plan.alongside:
+        parts.append(f"released with the item popularity counts charged as {run_id}"
+                     f"{COUNTS_SUFFIX}; epsilon {config.epsilon} covers both, composed")
     if config.audit_pool:
         parts.append(f"membership audit pool of {config.audit_pool} customers, each left out "
                      "of training with probability 1/2")
@@ -459,23 +545,41 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
         except ValueError as exc:
             raise TrainingRefused(f"membership audit pool: {exc}") from exc
         groups = [g for g in groups if pool.get(g.user, True)]
-    customers = len({g.user for g in groups})
-    plan = plan_privacy(config, customers)
+    config, counted, noise, plan = plan_run(config, model_config, split, groups, pool)
+    count_model = counted is not None
     run_id = run_id or registry.new_run_id("ce")
     fingerprint = registry.data_fingerprint(split.train)
     epsilon = float("inf") if config.non_private else config.epsilon
-    ledger.charge(ledger_path=paths.ledger, budgets_path=paths.budgets, run_id=run_id,
-                  dataset=config.dataset or paths.dataset,
-                  dataset_fingerprint=fingerprint,
-                  artefact_kind=ARTEFACT_KIND,
-                  privacy_unit="none" if config.non_private else "customer",
-                  contribution_cap=config.max_examples_per_customer,
-                  noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
-                  steps=plan.steps, max_grad_norm=config.max_grad_norm, delta=plan.delta,
-                  epsilon=epsilon, accountant=plan.accountant,
-                  secure_mode=config.secure_mode, repo_dir=PROJECT_ROOT,
-                  note=_ledger_note(config, plan, split))
+    charged = []
+    common = dict(ledger_path=paths.ledger, budgets_path=paths.budgets,
+                  dataset=config.dataset or paths.dataset, dataset_fingerprint=fingerprint,
+                  delta=plan.delta, secure_mode=config.secure_mode, repo_dir=PROJECT_ROOT)
     try:
+        if noise is not None:
+            ledger.charge(run_id=run_id + COUNTS_SUFFIX, artefact_kind=COUNTS_KIND,
+                          privacy_unit="customer", contribution_cap=config.popularity_cap,
+                          noise_multiplier=noise[0], sample_rate=1.0, steps=1,
+                          max_grad_norm=math.sqrt(config.popularity_cap), epsilon=noise[1],
+                          accountant=noise[2], mechanism=ledger.MECHANISM_GAUSSIAN_COUNTS,
+                          note=f"customers per item, at most {config.popularity_cap} distinct "
+                               f"items per customer (L2 sensitivity sqrt(cap)), Gaussian "
+                               f"noise, released once for run {run_id}", **common)
+            charged.append(run_id + COUNTS_SUFFIX)
+        sgd_epsilon = epsilon if noise is None else epsilon_for(
+            noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
+            steps=plan.steps, delta=plan.delta, accountant=plan.accountant)
+        ledger.charge(run_id=run_id, artefact_kind=ARTEFACT_KIND,
+                      privacy_unit="none" if config.non_private else "customer",
+                      contribution_cap=config.max_examples_per_customer,
+                      noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
+                      steps=plan.steps, max_grad_norm=config.max_grad_norm,
+                      epsilon=sgd_epsilon, accountant=plan.accountant,
+                      note=_ledger_note(config, plan, split, run_id), **common)
+        charged.append(run_id)
+        release = (release_popularity(counted, train_catalogue, config, noise)
+                   if count_model else None)
+        if release is not None:
+            train_catalogue = item_popularity.attach(train_catalogue, release.percentiles)
         model, curve, spent, timing = (fit or _fit)(groups, train_catalogue, split, config,
                                                     model_config, plan, progress=progress,
                                                     bert_config=bert_config)
@@ -498,8 +602,21 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
             "contribution_cap": config.max_examples_per_customer,
             "contribution": "one example group per sampled customer per step",
             "secure_mode": config.secure_mode,
-            "not_covered": "popularity order of the training split used for candidates",
         }
+        if release is not None:
+            privacy["popularity_release"] = {
+                "what": "customers per item (each counting at most `cap` distinct items), "
+                        "Gaussian noise, released once; the model reads each item's "
+                        "percentile, the candidate retrieval its order",
+                "noise_multiplier": release.noise_multiplier, "cap": release.cap,
+                "l2_sensitivity": math.sqrt(release.cap), "customers": release.customers,
+                "epsilon_alone": release.epsilon_alone, "ledger_run_id":
+                    run_id + COUNTS_SUFFIX if noise is not None else None,
+                "composed": "epsilon above covers training and this release (the "
+                            "accountant composes both)" if noise is not None else
+                            "exact counts (not private)"}
+        else:
+            privacy["not_covered"] = "popularity order of the training split used for candidates"
         registry.save(paths, run_id=run_id, model=model, train_config=config.to_dict(),
                       privacy=privacy,
                       fingerprint={"sha256": fingerprint, "rows": len(split.train),
@@ -508,18 +625,27 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                       metrics=metrics, curve=curve,
                       candidates={"popular": recommender.popular_[
                           :model_config.popular_candidates].tolist(),
-                          "source": "training split popularity"},
+                          "source": "training split popularity" if release is None else
+                          "released item popularity (core.item_popularity)",
+                          "item_popularity": {} if release is None else release.percentiles},
                       extra_config={"split": split.name, "membership_pool": pool,
                                     "split_kind": split_name,
                                     "data_before": None if before is None else str(before),
                                     "example_config":
                                     example_config.to_dict()})
+        if noise is not None:
+            ledger.complete(ledger_path=paths.ledger, run_id=run_id + COUNTS_SUFFIX,
+                            epsilon=noise[1], note=f"released with run {run_id}")
         ledger.complete(ledger_path=paths.ledger, run_id=run_id,
-                        epsilon=None if config.non_private else spent,
+                        epsilon=None if config.non_private else
+                        epsilon_for(noise_multiplier=plan.noise_multiplier,
+                                    sample_rate=plan.sample_rate, steps=plan.steps,
+                                    delta=plan.delta, accountant=plan.accountant),
                         note=f"saved to {paths.models_dir / run_id}")
     except BaseException as exc:
-        ledger.fail(ledger_path=paths.ledger, run_id=run_id,
-                    note=f"{type(exc).__name__}: {exc}"[:500])
+        for charged_id in charged:
+            ledger.fail(ledger_path=paths.ledger, run_id=charged_id,
+                        note=f"{type(exc).__name__}: {exc}"[:500])
         raise
     return run_id
 
@@ -578,7 +704,12 @@ def _new_model(model_config: ModelConfig, bert_config, seed: int) -> CrossEncode
 
 def build_dataset(groups, catalogue: pd.DataFrame, model: CrossEncoder, *,
                   seed: int = 0) -> CustomerDataset:
-    """The per-customer dataset of `groups`, tokenized for `model` (with its prior)."""
+    """The per-customer dataset of `groups`, tokenized for `model` (with its prior).
+    The model takes the released popularity percentiles of `catalogue` (its column
+    `core.item_popularity.POPULARITY`, where present) as its own: they travel with it
+    to the registry and to every catalogue it scores."""
+    if item_popularity.POPULARITY in catalogue.columns:
+        model.item_popularity = item_popularity.of(catalogue)
     return CustomerDataset(groups, item_records(catalogue), pair_states=model.pair_states,
                            prior=model.prior_similarity,
                            omit=frozenset(model.config.omit_fields), seed=seed)
@@ -656,7 +787,15 @@ def prepare_training(model: CrossEncoder, dataset: CustomerDataset, config: Trai
     optimizer.expected_batch_size = int(len(dataset) * plan.sample_rate)
     optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(
         sample_rate=plan.sample_rate))
+    account_alongside(engine, plan)
     return module, optimizer, loader, engine
+
+
+def account_alongside(engine, plan: PrivacyPlan) -> None:
+    """Put the mechanisms released with the run (the popularity counts) in the
+    accountant's history before its first step: every epsilon it reports, on the
+    progress bar and at the end, is then the composition the ledger was charged for."""
+    engine.accountant.history.extend(plan.alongside)
 
 
 def make_bookkeeping_private(engine, model: CrossEncoder, optimizer: torch.optim.Optimizer,
@@ -743,7 +882,8 @@ def check_accounted(engine, plan: PrivacyPlan) -> None:
     """The accountant counted exactly the steps and sample rate the ledger was charged
     for (its history merges equal consecutive steps: [(sigma, q, steps)])."""
     history = engine.accountant.history
-    if [(q, n) for _, q, n in history] != [(plan.sample_rate, plan.steps)]:
+    expected = [*plan.alongside, (plan.noise_multiplier, plan.sample_rate, plan.steps)]
+    if [(q, n) for _, q, n in history] != [(q, n) for _, q, n in expected]:
         raise AssertionError(f"the accountant saw {history}, the ledger was charged for "
                              f"{plan.steps} steps at q = {plan.sample_rate}")
 

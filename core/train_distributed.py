@@ -63,6 +63,7 @@ from opacus.utils.uniform_sampler import DistributedUniformWithReplacementSample
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from core import item_popularity
 from core import train as train_mod
 from core.config import Paths
 from core.dp_plan import PrivacyPlan, TrainingRefused, with_overrides
@@ -72,10 +73,11 @@ from core.train import (
     TrainConfig,
     _keep_opacus_grad_samples,
     _optimizer,
+    account_alongside,
     build_dataset,
     check_accounted,
     make_bookkeeping_private,
-    plan_privacy,
+    plan_run,
     train_step,
     training_data,
 )
@@ -133,6 +135,13 @@ def fit_distributed(groups, catalogue, split, config: TrainConfig, model_config:
     # One share of this machine's cores per local worker (train() asked for all of them).
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local))
+    # Rank 0's train() released the item popularity into its catalogue: every rank
+    # reads the same percentiles.
+    released = [item_popularity.of(catalogue) if rank == 0 and item_popularity.POPULARITY
+                in catalogue.columns else None]
+    dist.broadcast_object_list(released, src=0)
+    if released[0] is not None and rank != 0:
+        catalogue = item_popularity.attach(catalogue, released[0])
     model = train_mod._new_model(model_config, bert_config, config.seed)
     dataset = build_dataset(groups, catalogue, model, seed=config.seed)
     _same_on_every_rank("the example groups and the privacy plan", (_digest(groups), plan))
@@ -169,6 +178,7 @@ def fit_distributed(groups, catalogue, split, config: TrainConfig, model_config:
     # The accountant counts every step at the rate actually sampled: plan.sample_rate.
     optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(
         sample_rate=plan.sample_rate))
+    account_alongside(engine, plan)
     sampler = EveryStepSampler(total_size=len(dataset), sample_rate=plan.sample_rate,
                                steps=plan.steps_per_epoch, generator=engine.secure_rng
                                if config.secure_mode else _rank_generator(config.seed, rank))
@@ -263,7 +273,9 @@ def train_distributed(paths: Paths | None = None, config: TrainConfig | None = N
         if config.audit_pool:  # as train() does: the same seeded pool on every rank
             pool = draw_pool({g.user for g in groups}, config.audit_pool, seed=config.seed)
             groups = [g for g in groups if pool.get(g.user, True)]
-        plan = plan_privacy(config, len({g.user for g in groups}))
+        else:
+            pool = {}
+        _, _, _, plan = plan_run(config, model_config, data.split, groups, pool)
         _await_start()
         fit_distributed(groups, data.train_catalogue, data.split, config, model_config, plan,
                         progress=False, bert_config=bert_config)

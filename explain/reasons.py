@@ -42,7 +42,8 @@ CONTEXT_LABELS = {"ctx_season": "the season", "ctx_day": "the day of the week",
                   "ctx_promotion": "the promotion"}
 ITEM_LABELS = {"item_title": "the item's name", "item_category": "its category",
                "item_brand": "its brand", "item_price": "the price band",
-               "item_description": "its description"}
+               "item_description": "its description",
+               "item_popularity": "how popular it is"}
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ def reason_parts(e: Explanation) -> list[ReasonPart]:
             label = ITEM_LABELS.get(f, f)
             if f in ("item_category", "item_brand", "item_price"):
                 label += f" ({_value(v)})"
+            elif f == "item_popularity":  # "popularity: 73 of 100"
+                label += f" ({_value(v)} among items)"
             groups.append((label, [(f, v, a)]))
     parts = []
     for label, members in groups:

@@ -185,7 +185,8 @@ def resolve_precision(precision: str) -> str:
 
 
 def has_prior(model: CrossEncoder) -> bool:
-    return float(getattr(model.config, "prior_scale", 0.0) or 0.0) > 0
+    """True where the model's logit adds the learnt mix (zero-shot prior, popularity)."""
+    return bool(getattr(model, "mixes", False))
 
 
 class _Bf16SentenceEncoder:
@@ -331,7 +332,12 @@ class CrossEncoderScorer(Scorer):
             return None
         if self.precision == "fp32":
             return torch.from_numpy(self.model.prior_similarity(text_a, text_b))
-        return torch.from_numpy(self._bf16()[1].similarity(text_a, text_b))
+        cosine = (self._bf16()[1].similarity(text_a, text_b) if self.model.config.prior_scale > 0
+                  else np.zeros(len(text_a), dtype=np.float32))
+        if self.model.prior_mix.in_features == 1:
+            return torch.from_numpy(cosine)
+        return torch.from_numpy(np.stack([cosine, self.model.popularity_features(text_b)],
+                                         axis=1))
 
     def _forward(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         text_a, text_b = [a for a, _ in pairs], [b for _, b in pairs]

@@ -81,9 +81,9 @@ class ExplainService:
                 # what core.train.load_training_data gives scoring: funnels collapsed
                 interactions = collapse_repeats(load_interactions(self.paths))
                 catalogue = interacted_catalogue(load_catalogue(self.paths), interactions)
-                full = load_catalogue(self.paths)
+                full = self.model.with_popularity(load_catalogue(self.paths))
                 records = item_records(full)
-                records.update(item_records(catalogue))
+                records.update(item_records(self.model.with_popularity(catalogue)))
                 self._data.update(interactions=interactions, catalogue=catalogue,
                                   records=records)
             return self._data

@@ -155,10 +155,15 @@ def sum_epsilon(epsilons: Sequence[float]) -> float:
 
 
 def noise_for(*, target_epsilon: float, delta: float, sample_rate: float, steps: int,
-              accountant: str = PRV) -> float:
+              accountant: str = PRV, alongside: Sequence[Mechanism] = ()) -> float:
     """Smallest noise multiplier (within opacus' 0.01 epsilon tolerance) that keeps
     one run of `steps` at or below `target_epsilon` (wraps opacus'
-    get_noise_multiplier)."""
+    get_noise_multiplier).
+
+    `alongside`: mechanisms already fixed that the run is released with (e.g. the DP
+    item counts of a recommender run): the run's noise is then the smallest that keeps
+    all of them COMPOSED by `accountant` at or below `target_epsilon` (bisection, to
+    0.01 in epsilon)."""
     from opacus.accountants.utils import get_noise_multiplier
 
     if accountant not in ACCOUNTANTS:
@@ -168,9 +173,26 @@ def noise_for(*, target_epsilon: float, delta: float, sample_rate: float, steps:
     _check(1.0, sample_rate, steps, delta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
-                                          sample_rate=sample_rate, steps=steps,
-                                          accountant=accountant))
+        alone = float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
+                                           sample_rate=sample_rate, steps=steps,
+                                           accountant=accountant))
+    if not alongside:
+        return alone
+    others = list(alongside)
+    if _opacus_epsilon(others, delta, accountant) >= target_epsilon:
+        raise ValueError(f"the mechanisms released alongside already spend epsilon >= "
+                         f"{target_epsilon}: nothing is left for this run.")
+
+    def spent(sigma: float) -> float:
+        return _opacus_epsilon([*others, (sigma, sample_rate, steps)], delta, accountant)
+
+    low, high = alone, 2 * alone  # composing never costs less than the run alone
+    while spent(high) > target_epsilon:
+        low, high = high, 2 * high
+    while spent(low) - spent(high) > 0.01 and high - low > 1e-3 * high:
+        middle = (low + high) / 2
+        low, high = (middle, high) if spent(middle) > target_epsilon else (low, middle)
+    return high
 
 
 def _dp_event(noise_multiplier: float, sample_rate: float, steps: int):

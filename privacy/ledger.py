@@ -47,6 +47,10 @@ NON_SPEND_KINDS = ("budget", "audit")  # records that change nothing in the spen
 ACCOUNTANTS = ("prv", "rdp", "pld")
 MECHANISM_DP_SGD = "DP-SGD (Gaussian, Poisson sampling)"
 MECHANISM_NONE = "none (not private)"
+# One release of per-item customer counts with Gaussian noise: recorded with
+# sample_rate 1 and steps 1, so that every accountant composes it exactly as the
+# Gaussian mechanism (noise std = noise_multiplier x the L2 sensitivity in max_grad_norm).
+MECHANISM_GAUSSIAN_COUNTS = "Gaussian mechanism (item counts, released once)"
 SAMPLER = "poisson"
 INF = "inf"  # how an infinite epsilon is written in JSON
 
@@ -508,8 +512,13 @@ def charge(*, ledger_path: Path, budgets_path: Path, run_id: str, dataset: str,
            dataset_fingerprint: str, artefact_kind: str, privacy_unit: str,
            contribution_cap: int, noise_multiplier: float, sample_rate: float, steps: int,
            max_grad_norm: float, delta: float, epsilon: float, accountant: str,
-           secure_mode: bool, repo_dir: Path | None = None, note: str = "") -> LedgerRecord:
+           secure_mode: bool, repo_dir: Path | None = None, note: str = "",
+           mechanism: str = MECHANISM_DP_SGD) -> LedgerRecord:
     """Charge a run to its dataset's budget before it starts: append status "started".
+
+    `mechanism` names what adds the noise (DP-SGD, or MECHANISM_GAUSSIAN_COUNTS for a
+    one-off count release); either way (noise_multiplier, sample_rate, steps) is what
+    the accountant composes.
 
     Refuses with BudgetExceeded, before anything is appended, when the dataset
     has a budget and the run composed (PRV, RDP fallback) with every run
@@ -543,7 +552,7 @@ def charge(*, ledger_path: Path, budgets_path: Path, run_id: str, dataset: str,
             run_id=run_id, dataset=dataset, dataset_fingerprint=dataset_fingerprint,
             artefact_kind=artefact_kind, privacy_unit=privacy_unit,
             contribution_cap=int(contribution_cap),
-            mechanism=MECHANISM_DP_SGD if private else MECHANISM_NONE,
+            mechanism=mechanism if private else MECHANISM_NONE,
             noise_multiplier=float(noise_multiplier),
             sample_rate=float(sample_rate), steps=int(steps),
             max_grad_norm=float(max_grad_norm), delta=float(delta), epsilon=float(epsilon),

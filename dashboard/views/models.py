@@ -184,6 +184,16 @@ with privacy_col:
         notes.append(f"Contribution: {privacy['contribution']}")
     if privacy.get("not_covered"):
         notes.append(f"Not covered by ε: {privacy['not_covered']}")
+    release = privacy.get("popularity_release")
+    if release:
+        if release.get("ledger_run_id"):
+            notes.append(
+                f"Item popularity: customer counts per item (at most {release['cap']} items "
+                f"per customer) released once with Gaussian noise, σ "
+                f"{_fmt(release['noise_multiplier'], '.3f')}, ledger entry "
+                f"{release['ledger_run_id']}; ε above covers training and this release")
+        else:
+            notes.append("Item popularity: exact counts (not private)")
     if notes:
         st.caption(" · ".join(notes))
 

@@ -29,7 +29,7 @@ def _model_and_batch(trainable_layers: int):
     mask = torch.zeros(6, 4, length, dtype=torch.long)
     for i, (h, m) in enumerate(pairs):
         hidden[i, :, :h.shape[1]], mask[i, :, :m.shape[1]] = h.double(), m
-    prior = torch.rand(6, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    prior = torch.rand(6, 4, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     return model, (hidden, mask, prior)
 
 

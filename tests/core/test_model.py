@@ -21,20 +21,24 @@ def trainable_names(model: CrossEncoder) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("prior_scale", [0.0, 3.0])
-def test_grouped_forward_equals_independent_pairs(prior_scale):
+@pytest.mark.parametrize("prior_scale,popularity_scale", [(0.0, 0.0), (3.0, 0.0), (3.0, 1.0)])
+def test_grouped_forward_equals_independent_pairs(prior_scale, popularity_scale):
     model = CrossEncoder.from_config(TINY, ModelConfig(max_length=48, item_length=16,
-                                                       prior_scale=prior_scale)).eval()
+                                                       prior_scale=prior_scale,
+                                                       popularity_scale=popularity_scale)
+                                     ).eval()
     with torch.no_grad():
         model.bert.classifier.weight.normal_()
     a = TEXT_A * 2
     b = TEXT_B + TEXT_B[::-1]
     hidden, mask = model.pair_states(a, b)  # (6, L, H), (6, L)
     prior = torch.linspace(-0.5, 0.9, 6)
+    if popularity_scale:
+        prior = torch.stack([prior, torch.linspace(1.2, -1.0, 6)], dim=1)  # (6, 2)
     with torch.no_grad():
         flat = model.score_hidden(hidden, mask, prior)  # (6,)
         grouped = model(hidden.reshape(2, 3, *hidden.shape[1:]), mask.reshape(2, 3, -1),
-                        prior.reshape(2, 3))  # (2, 3)
+                        prior.reshape(2, 3, *prior.shape[1:]))  # (2, 3)
     assert torch.allclose(flat, grouped.reshape(-1), atol=1e-5)
     one_by_one = [model.score_hidden(*model.pair_states([x], [y]), prior[i:i + 1])
                   for i, (x, y) in enumerate(zip(a, b, strict=True))]
@@ -62,7 +66,8 @@ def test_without_lower_layers_the_model_is_the_plain_cross_encoder():
 
 
 def test_only_top_layers_pooler_and_head_learn():
-    model = CrossEncoder.from_config(TINY, ModelConfig(trainable_layers=1, prior_scale=0.0))
+    model = CrossEncoder.from_config(TINY, ModelConfig(trainable_layers=1, prior_scale=0.0,
+                                                       popularity_scale=0.0))
     names = trainable_names(model)
     assert names and all(n.startswith(("bert.bert.encoder.layer.1.", "bert.bert.pooler.",
                                        "bert.classifier.")) for n in names)
@@ -74,7 +79,8 @@ def test_only_top_layers_pooler_and_head_learn():
 
 
 def test_prior_model_starts_as_the_prior_and_needs_it():
-    model = CrossEncoder.from_config(TINY, ModelConfig(prior_scale=5.0)).eval()
+    model = CrossEncoder.from_config(TINY, ModelConfig(prior_scale=5.0,
+                                                       popularity_scale=0.0)).eval()
     assert "prior_mix.weight" in trainable_names(model)
     hidden, mask = model.pair_states(TEXT_A, TEXT_B)
     prior = torch.tensor([0.1, 0.5, -0.2])
@@ -82,6 +88,32 @@ def test_prior_model_starts_as_the_prior_and_needs_it():
         assert torch.allclose(model.score_hidden(hidden, mask, prior), 5.0 * prior)
         with pytest.raises(ValueError, match="prior"):
             model.score_hidden(hidden, mask)
+
+
+def test_the_popularity_field_moves_the_score_by_its_learnt_weight():
+    model = CrossEncoder.from_config(TINY, ModelConfig(prior_scale=5.0, popularity_scale=2.0,
+                                                       omit_fields=("item_description",))
+                                     ).eval()
+    assert model.prior_mix.weight.tolist() == [[5.0, 2.0]]
+    history = [("purchase", {"item_id": "a", "title": "Mug", "category": "Kitchen"})]
+    item = {"item_id": "b", "title": "Teapot", "category": "Kitchen"}
+    plain = build_input(history, None, None, item)
+    top = build_input(history, None, None, {**item, "popularity": 100})
+    bottom = build_input(history, None, None, {**item, "popularity": 1})
+    assert "popularity: 100 of 100" in model.text_pair(top)[1]
+    logits = model.score_inputs([plain, top, bottom])
+    masked = model.score_inputs([top], masked=frozenset({"item_popularity"}))
+    # the untrained head is zero: logit = 5 cos + 2 x (p - 50.5) / 28.866, where the
+    # cosine moves a little with the popularity text on side b
+    a, b_plain = model.text_pair(plain)
+    _, b_top = model.text_pair(top)
+    cosine = model.prior_similarity([a, a], [b_plain, b_top])[:, 0]
+    assert logits[0] == pytest.approx(5.0 * cosine[0], abs=1e-5)
+    assert logits[1] == pytest.approx(5.0 * cosine[1] + 2.0 * 49.5 / 28.866, abs=1e-4)
+    assert logits[1] > logits[0] > logits[2]
+    assert masked[0] == pytest.approx(logits[0], abs=1e-5)  # the field gone, its number too
+    # runs saved before the feature existed load without it
+    assert ModelConfig.from_dict({"prior_scale": 10.0}).popularity_scale == 0.0
 
 
 def test_masking_a_field_changes_what_the_model_reads():
@@ -112,8 +144,9 @@ def test_real_minilm_loads_scores_and_freezes_all_but_the_top_layer():
     scores = model.score_pairs(TEXT_A, TEXT_B)
     assert scores.shape == (3,) and np.isfinite(scores).all()
     # Zero head: the untrained model is the zero-shot prior (a cosine times the scale).
-    prior = model.prior_similarity(TEXT_A, TEXT_B)
-    assert np.allclose(scores, model.config.prior_scale * prior, atol=1e-4)
+    prior = model.prior_similarity(TEXT_A, TEXT_B)  # (3, 2): cosine, popularity (absent: 0)
+    assert prior.shape == (3, 2) and not prior[:, 1].any()
+    assert np.allclose(scores, model.config.prior_scale * prior[:, 0], atol=1e-4)
     two = CrossEncoder.from_pretrained(ModelConfig(trainable_layers=2))
     assert {n.split(".")[4] for n in trainable_names(two) if ".encoder.layer." in n} == \
         {"4", "5"}

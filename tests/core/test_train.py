@@ -25,6 +25,7 @@ from core.train import (
     train_step,
 )
 from core.warehouse import write_transaction
+from privacy.accounting import compose_epsilon
 from privacy.budget import set_budget
 from privacy.ledger import BudgetExceeded, read_records
 
@@ -95,9 +96,24 @@ def test_dp_run_spends_the_target_epsilon_and_is_recorded(tiny_warehouse):
     assert [c["epsilon"] for c in curve] == sorted(c["epsilon"] for c in curve)
     records = [r for r in read_records(tiny_warehouse.ledger) if r.run_id == run_id]
     assert [r.status for r in records] == ["started", "completed"]
-    assert records[0].privacy_unit == "customer" and records[0].epsilon == 3.0
+    assert records[0].privacy_unit == "customer" and records[0].epsilon < 3.0
     assert records[0].sample_rate == pytest.approx(privacy["sample_rate"])
     assert "popularity" in records[0].note
+    # The item counts the model reads are a second spend of the same run, on the same
+    # unit: the two mechanisms composed are the target epsilon, as the run reports.
+    counts = [r for r in read_records(tiny_warehouse.ledger)
+              if r.run_id == run_id + train_mod.COUNTS_SUFFIX]
+    assert [r.status for r in counts] == ["started", "completed"]
+    assert counts[0].privacy_unit == "customer" and (counts[0].sample_rate,
+                                                     counts[0].steps) == (1.0, 1)
+    assert counts[0].max_grad_norm == pytest.approx(math.sqrt(counts[0].contribution_cap))
+    release = privacy["popularity_release"]
+    assert release["epsilon_alone"] == pytest.approx(0.25 * 3.0, rel=0.05)
+    composed = compose_epsilon([(r.noise_multiplier, r.sample_rate, r.steps)
+                                for r in (counts[0], records[0])],
+                               delta=privacy["delta"])
+    assert composed == pytest.approx(privacy["epsilon"], rel=1e-3)
+    assert abs(composed - 3.0) / 3.0 < 0.05
     assert list_runs(tiny_warehouse)["run_id"].tolist() == [run_id]
 
 
@@ -183,8 +199,13 @@ def test_a_failure_after_the_charge_marks_the_run_failed(tiny_warehouse, monkeyp
     with pytest.raises(RuntimeError, match="simulated"):
         train(tiny_warehouse, quick(), model_config=TINY_MODEL, bert_config=TINY,
               progress=False)
-    statuses = [r.status for r in read_records(tiny_warehouse.ledger) if r.run_id]
-    assert statuses[-2:] == ["started", "failed"]
+    by_run: dict[str, list[str]] = {}
+    for record in read_records(tiny_warehouse.ledger):
+        if record.run_id:
+            by_run.setdefault(record.run_id, []).append(record.status)
+    # the training and its item counts: both charged, both marked failed
+    assert sorted(by_run.values()) == [["started", "failed"], ["started", "failed"]]
+    assert any(r.endswith(train_mod.COUNTS_SUFFIX) for r in by_run)
     assert list_runs(tiny_warehouse).empty
 
 

@@ -110,6 +110,19 @@ def test_noise_for_reaches_the_target():
     assert 2.0 - 0.02 <= eps <= 2.0
 
 
+def test_noise_for_a_run_released_with_another_mechanism_reaches_the_composed_target():
+    counts = (5.0, 1.0, 1)  # a one-off Gaussian release (the item popularity counts)
+    alone = noise_for(target_epsilon=2.0, delta=DELTA, sample_rate=0.01, steps=1000)
+    sigma = noise_for(target_epsilon=2.0, delta=DELTA, sample_rate=0.01, steps=1000,
+                      alongside=[counts])
+    assert sigma > alone  # the release takes part of the budget
+    eps = compose_epsilon([counts, (sigma, 0.01, 1000)], delta=DELTA)
+    assert 2.0 - 0.02 <= eps <= 2.0
+    with pytest.raises(ValueError, match="nothing is left"):
+        noise_for(target_epsilon=0.1, delta=DELTA, sample_rate=0.01, steps=1000,
+                  alongside=[counts])
+
+
 def test_gdp_is_the_clt_formula_and_says_it_is_an_approximation():
     mu = gdp_mu(noise_multiplier=1.0, sample_rate=0.01, steps=1000)
     assert mu == pytest.approx(0.01 * math.sqrt(1000 * (math.e - 1)), rel=1e-12)
