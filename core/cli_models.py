@@ -52,7 +52,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             max_customers=args.max_customers, eval_baselines=args.baselines or None,
             eval_users=args.eval_users, dataset=args.dataset, max_steps=args.max_steps,
             held_out_items=args.held_out_items, audit_pool=args.audit_pool,
-            grad_sample_mode=args.clipping)
+            grad_sample_mode=args.clipping, popularity_cap=args.popularity_cap,
+            popularity_share=args.popularity_share)
         run_id = train(Paths(), config, model_config=model_config,
                        split_name=SPLIT_NAMES[args.split], progress=not args.quiet)
     except _user_errors() as exc:
@@ -72,6 +73,12 @@ def _print_run(run_id: str) -> None:
               f"{p['delta']:.2g}, per {p['privacy_unit']} (at most {p['contribution_cap']} "
               f"examples each), sigma {p['noise_multiplier']:.3f}, q {p['sample_rate']:.4f}, "
               f"{p['steps']} steps, clip {p['max_grad_norm']}, {p['accountant']}")
+        release = p.get("popularity_release") or {}
+        if release.get("ledger_run_id"):
+            print(f"    item popularity: released once (Gaussian, sigma "
+                  f"{release['noise_multiplier']:.3f}, at most {release['cap']} items per "
+                  f"customer), ledger entry {release['ledger_run_id']}; the epsilon above "
+                  "covers it and training together")
     else:
         print("    privacy: NONE (non-private run, recorded in the ledger with epsilon inf)")
     if model:
@@ -187,6 +194,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--audit-pool", type=int,
                     help="customers drawn for `clearmark audit membership`, each left out "
                          "of training with probability 1/2 (default 0: no audit)")
+    tr.add_argument("--popularity-cap", type=int,
+                    help="distinct items each customer counts for in the released item "
+                         f"popularity (default {TrainConfig.popularity_cap})")
+    tr.add_argument("--popularity-share", type=float,
+                    help="share of epsilon the popularity release costs alone (default "
+                         f"{TrainConfig.popularity_share}); training gets the rest, composed")
     tr.add_argument("--max-steps", type=int,
                     help="stop after this many steps (default: all the epochs' steps)")
     tr.add_argument("--held-out-items", type=float,

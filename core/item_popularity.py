@@ -8,6 +8,8 @@ noise_multiplier x sqrt(cap) and are released once (`privacy.ledger`
 MECHANISM_GAUSSIAN_COUNTS, composed with the run's DP-SGD by the accountant: the
 customer is the unit of both). Everything after the release is post-processing:
 
+- its reliability (`reliability`: how much of the released spread is signal), which
+  sets the model's initial popularity weight;
 - each item's percentile among the released items (1: least popular .. 100: most),
   which `core.fields.item_fields` shows the model as the field "item_popularity"
   ("popularity: 73 of 100") and `core.model` turns into one scalar feature;
@@ -61,6 +63,22 @@ def noisy(counts: pd.Series, *, noise_multiplier: float, cap: int,
     rng = rng or np.random.default_rng(secrets.randbits(128))
     scale = noise_multiplier * math.sqrt(cap)
     return counts + rng.normal(0.0, scale, size=len(counts))
+
+
+def reliability(released: pd.Series, *, noise_multiplier: float, cap: int) -> float:
+    """The share of the released counts' variance across items that is signal:
+    1 - (noise std)^2 / var(released), clipped to [0, 1] (1 for exact counts).
+
+    Post-processing of the release and its public noise scale, so it costs no budget.
+    A small catalogue with few customers per item can drown in the noise (reliability
+    near 0); the model's popularity weight starts at its scale times this, so a noisy
+    release does not shuffle the ranking before training has had a say."""
+    if noise_multiplier <= 0:
+        return 1.0
+    spread = float(released.var()) if len(released) > 1 else 0.0
+    if spread <= 0:
+        return 0.0
+    return float(min(1.0, max(0.0, 1.0 - (noise_multiplier ** 2 * cap) / spread)))
 
 
 def percentiles(values: pd.Series) -> dict[str, int]:

@@ -12,17 +12,20 @@ their at most `max_examples_per_customer` example groups, through one clipped gr
 so (epsilon, delta) bound what the model reveals about any one customer's whole
 history, not just about one interaction.
 
-Not covered, and recorded as such in the ledger note: the candidate retrieval's
-popularity list (the most popular items of the training split) is a plain statistic
-of personal data; validation HR@10 shown during training is computed on the
-validation targets without noise.
+The item popularity the model reads and the candidate retrieval's popularity list come
+from one release of per-item customer counts with Gaussian noise
+(`core.item_popularity`), charged to the ledger as its own entry (`<run>-counts`) and
+composed with DP-SGD: the run's epsilon covers both (`plan_run`, `account_alongside`).
+Not covered, and recorded as such in the ledger note: validation HR@10 shown on the
+progress bar during training is computed on the validation targets without noise (it
+is shown, never used to choose the model under DP).
 
 Candidates at inference (`CrossEncoderRecommender`): a cross-encoder reads one text
 pair per (customer, item), far too slow for the whole catalogue on a CPU, so it
 re-ranks a cheap candidate set: the union of the `content_candidates` (default 50)
 items whose MiniLM embedding is closest to the mean embedding of the customer's
-history items, and the `popular_candidates` (default 20) most popular items of the
-training split, both without the items the customer already has. Items outside the
+history items, and the `popular_candidates` (default 20) most popular items by the
+released counts, both without the items the customer already has. Items outside the
 set score -inf.
 """
 
@@ -31,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -84,6 +87,8 @@ SPLITS = ("leave_last_out", "time")
 ARTEFACT_KIND = "ranking_model"
 COUNTS_KIND = "item_popularity"  # the ledger kind of a run's released item counts
 COUNTS_SUFFIX = "-counts"  # its ledger run id: the run's id with this suffix
+# the popularity weight never starts at exactly 0, which would drop the feature
+MIN_POPULARITY_SCALE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -383,6 +388,7 @@ class PopularityRelease:
     customers: int
     epsilon_alone: float  # what the release costs by itself (inf: not private)
     accountant: str
+    reliability: float  # share of the released spread that is signal (1: exact)
 
     @property
     def mechanism(self) -> Mechanism:
@@ -429,8 +435,11 @@ def release_popularity(train: pd.DataFrame, catalogue: pd.DataFrame, config: Tra
                                            cap=config.popularity_cap)
     sigma, alone, used = noise if noise is not None else (0.0, math.inf, "none")
     released = item_popularity.noisy(counts, noise_multiplier=sigma, cap=config.popularity_cap)
+    trust = item_popularity.reliability(released, noise_multiplier=sigma,
+                                        cap=config.popularity_cap)
     return PopularityRelease(item_popularity.percentiles(released), sigma,
-                             config.popularity_cap, int(train[USER].nunique()), alone, used)
+                             config.popularity_cap, int(train[USER].nunique()), alone, used,
+                             trust)
 
 
 def _optimizer(model: CrossEncoder, config: TrainConfig) -> torch.optim.Optimizer:
@@ -469,6 +478,9 @@ def _ledger_note(config: TrainConfig, plan: PrivacyPlan, split: Split, run_id: s
                      f"customer; Poisson sampling q={plan.sample_rate:.4g}; accountant "
                      f"{plan.accountant}" + (f" (fallback from {config.accountant})"
                                              if plan.accountant != config.accountant else ""))
+    if config.val_users > 0 and not config.non_private:
+        parts.append("not covered: the validation HR@10 shown on the progress bar (no "
+                     "noise; shown, never used to choose the model)")
     if plan.alongside:
         parts.append(f"released with the item popularity counts charged as {run_id}"
                      f"{COUNTS_SUFFIX}; epsilon {config.epsilon} covers both, composed")
@@ -580,6 +592,9 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                    if count_model else None)
         if release is not None:
             train_catalogue = item_popularity.attach(train_catalogue, release.percentiles)
+            # the popularity weight starts at its scale times the release's reliability
+            model_config = replace(model_config, popularity_scale=max(
+                model_config.popularity_scale * release.reliability, MIN_POPULARITY_SCALE))
         model, curve, spent, timing = (fit or _fit)(groups, train_catalogue, split, config,
                                                     model_config, plan, progress=progress,
                                                     bert_config=bert_config)
@@ -610,7 +625,9 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                         "percentile, the candidate retrieval its order",
                 "noise_multiplier": release.noise_multiplier, "cap": release.cap,
                 "l2_sensitivity": math.sqrt(release.cap), "customers": release.customers,
-                "epsilon_alone": release.epsilon_alone, "ledger_run_id":
+                "epsilon_alone": release.epsilon_alone,
+                "reliability": release.reliability,
+                "initial_weight": model_config.popularity_scale, "ledger_run_id":
                     run_id + COUNTS_SUFFIX if noise is not None else None,
                 "composed": "epsilon above covers training and this release (the "
                             "accountant composes both)" if noise is not None else

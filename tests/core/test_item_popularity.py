@@ -56,3 +56,14 @@ def test_percentiles_rank_items_and_the_model_reads_them_from_the_field():
     assert "popularity: 100 of 100" in text_a and "popularity" not in text_new
     assert popularity_feature(text_a) == pytest.approx((100 - 50.5) / 28.866)
     assert popularity_feature(text_new) == 0.0  # outside the release: neutral
+
+
+def test_reliability_is_the_share_of_the_released_spread_that_is_signal():
+    rng = np.random.default_rng(1)
+    signal = pd.Series(rng.normal(0, 30.0, size=5_000))
+    assert item_popularity.reliability(signal, noise_multiplier=0.0, cap=10) == 1.0
+    released = item_popularity.noisy(signal, noise_multiplier=3.0, cap=4, rng=rng)  # std 6
+    assert item_popularity.reliability(released, noise_multiplier=3.0, cap=4) == \
+        pytest.approx(900 / (900 + 36), abs=0.01)
+    noise_only = item_popularity.noisy(signal * 0, noise_multiplier=3.0, cap=4, rng=rng)
+    assert item_popularity.reliability(noise_only, noise_multiplier=3.0, cap=4) < 0.02

@@ -74,7 +74,10 @@ def write_fake_run(
             "contribution_cap": 8,
             "contribution": "one example group per sampled customer per step",
             "secure_mode": False,
-            "not_covered": "popularity order of the training split used for candidates",
+            **({"popularity_release": {
+                "noise_multiplier": 4.92, "cap": 10, "l2_sensitivity": 10 ** 0.5,
+                "customers": 70, "epsilon_alone": 0.75,
+                "ledger_run_id": run_id + "-counts"}} if private else {}),
         },
         "metrics.json": {
             "model": {
@@ -245,7 +248,8 @@ def test_runs_table_and_the_selected_dp_run(two_runs):
     codes = [c.value for c in at.code]
     assert FINGERPRINT in codes and "0123abcd" * 5 in codes
     captions = " ".join(c.value for c in at.caption)
-    assert "Not covered by ε: popularity order" in captions
+    assert f"Item popularity: customer counts per item (at most 10 items per customer) " \
+        f"released once with Gaussian noise, σ 4.920, ledger entry {DP_RUN}-counts" in captions
     assert "1 step had an empty batch" in captions
     assert not at.warning
 
