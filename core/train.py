@@ -99,9 +99,12 @@ class TrainConfig:
         N customers, and a given delta must not exceed 1 / (10 N).
     batch_size: EXPECTED customers per step (Poisson sampling: the sample rate is
         1 / ceil(N / batch_size), as Opacus computes it).
-    lr / head_lr: AdamW learning rates of the trainable encoder layers and of the
-        pooler + head + prior weight (head_lr None: the same as lr). The defaults suit
-        DP on a few hundred customers: the 1.8M encoder-layer weights get far more noise
+    lr / head_lr / mix_lr: AdamW learning rates of the trainable encoder layers, of the
+        pooler + head (head_lr None: the same as lr) and of the mix weights of the
+        zero-shot prior and popularity. The mix weights are two scalars at a logit scale
+        of 1-10: Adam moves a weight by about its lr per step, so at 1e-3 they could
+        not move more than 0.2 in 200 steps, and a DP run stayed at its initial mix.
+        The defaults suit DP on a few hundred customers: the 1.8M encoder-layer weights get far more noise
         than signal per coordinate, so they barely move; the head learns.
     non_private: train without DP (explicit only); recorded with epsilon = inf.
     grad_sample_mode: how each customer's gradient is clipped, one of GRAD_SAMPLE_MODES
@@ -139,6 +142,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-5
     head_lr: float | None = 1e-3
+    mix_lr: float = 0.05
     weight_decay: float = 0.0
     seed: int = 0
     accountant: str = "prv"
@@ -443,11 +447,15 @@ def release_popularity(train: pd.DataFrame, catalogue: pd.DataFrame, config: Tra
 
 
 def _optimizer(model: CrossEncoder, config: TrainConfig) -> torch.optim.Optimizer:
+    mix = [p for n, p in model.named_parameters() if p.requires_grad
+           and n.startswith("prior_mix")]
     head = [p for n, p in model.named_parameters() if p.requires_grad
-            and n.startswith(("bert.bert.pooler", "bert.classifier", "prior_mix"))]
-    head_ids = {id(p) for p in head}
-    body = [p for p in model.trainable_parameters() if id(p) not in head_ids]
+            and n.startswith(("bert.bert.pooler", "bert.classifier"))]
+    taken = {id(p) for p in (*mix, *head)}
+    body = [p for p in model.trainable_parameters() if id(p) not in taken]
     groups = [{"params": head, "lr": config.head_lr or config.lr}]
+    if mix:
+        groups.append({"params": mix, "lr": config.mix_lr})
     if body:
         groups.append({"params": body, "lr": config.lr})
     return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
