@@ -104,8 +104,9 @@ class TrainConfig:
         zero-shot prior and popularity. The mix weights are two scalars at a logit scale
         of 1-10: Adam moves a weight by about its lr per step, so at 1e-3 they could
         not move more than 0.2 in 200 steps, and a DP run stayed at its initial mix.
-        The defaults suit DP on a few hundred customers: the 1.8M encoder-layer weights get far more noise
-        than signal per coordinate, so they barely move; the head learns.
+        The defaults suit DP on a few hundred customers: the 1.8M encoder-layer weights
+        get far more noise than signal per coordinate, so they barely move; the head
+        learns.
     non_private: train without DP (explicit only); recorded with epsilon = inf.
     grad_sample_mode: how each customer's gradient is clipped, one of GRAD_SAMPLE_MODES
         (the same guarantee; they differ in speed and memory).
