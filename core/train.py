@@ -582,6 +582,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                           noise_multiplier=noise[0], sample_rate=1.0, steps=1,
                           max_grad_norm=math.sqrt(config.popularity_cap), epsilon=noise[1],
                           accountant=noise[2], mechanism=ledger.MECHANISM_GAUSSIAN_COUNTS,
+                          to_follow=[(plan.noise_multiplier, plan.sample_rate, plan.steps)],
                           note=f"customers per item, at most {config.popularity_cap} distinct "
                                f"items per customer (L2 sensitivity sqrt(cap)), Gaussian "
                                f"noise, released once for run {run_id}", **common)

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -207,16 +208,21 @@ def remaining(*, ledger_path: Path, budgets_path: Path, dataset: str) -> float |
 
 
 def check_charge(*, records: list[LedgerRecord], budgets_path: Path, run_id: str,
-                 dataset: str, mechanism: tuple[float, float, int]) -> None:
+                 dataset: str, mechanism: tuple[float, float, int],
+                 to_follow: Sequence[tuple[float, float, int]] = ()) -> None:
     """Raise BudgetExceeded when charging `mechanism` (noise 0: not private)
     would take `dataset` over its budget. Called by ledger.charge under the
-    ledger's lock, before anything is appended."""
+    ledger's lock, before anything is appended. `to_follow`: mechanisms of the same
+    run that will be charged right after this one (a run's item counts are charged
+    before its training): the check composes them too, so a run that cannot fit as a
+    whole is refused before any part of it is charged."""
     budget = get_budget(budgets_path=budgets_path, dataset=dataset)
     if budget is None:
         return
     before = spend_of(records, dataset=dataset, delta=budget.delta)
     history = [s.mechanism for s in summarize(records) if s.dataset == dataset]
-    after, accountant = compose_with_fallback([*history, mechanism], delta=budget.delta)
+    after, accountant = compose_with_fallback([*history, mechanism, *to_follow],
+                                              delta=budget.delta)
     if after <= budget.epsilon:
         return
     sigma, q, steps = mechanism

@@ -32,7 +32,7 @@ import json
 import math
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -513,12 +513,14 @@ def charge(*, ledger_path: Path, budgets_path: Path, run_id: str, dataset: str,
            contribution_cap: int, noise_multiplier: float, sample_rate: float, steps: int,
            max_grad_norm: float, delta: float, epsilon: float, accountant: str,
            secure_mode: bool, repo_dir: Path | None = None, note: str = "",
-           mechanism: str = MECHANISM_DP_SGD) -> LedgerRecord:
+           mechanism: str = MECHANISM_DP_SGD,
+           to_follow: Sequence[tuple[float, float, int]] = ()) -> LedgerRecord:
     """Charge a run to its dataset's budget before it starts: append status "started".
 
     `mechanism` names what adds the noise (DP-SGD, or MECHANISM_GAUSSIAN_COUNTS for a
     one-off count release); either way (noise_multiplier, sample_rate, steps) is what
-    the accountant composes.
+    the accountant composes. `to_follow`: the mechanisms of the same run charged next
+    (see `privacy.budget.check_charge`).
 
     Refuses with BudgetExceeded, before anything is appended, when the dataset
     has a budget and the run composed (PRV, RDP fallback) with every run
@@ -547,7 +549,7 @@ def charge(*, ledger_path: Path, budgets_path: Path, run_id: str, dataset: str,
         budget_mod.check_charge(records=records, budgets_path=Path(budgets_path),
                                 run_id=run_id, dataset=dataset,
                                 mechanism=(noise_multiplier if private else 0.0,
-                                           sample_rate, steps))
+                                           sample_rate, steps), to_follow=to_follow)
         return dict(
             run_id=run_id, dataset=dataset, dataset_fingerprint=dataset_fingerprint,
             artefact_kind=artefact_kind, privacy_unit=privacy_unit,

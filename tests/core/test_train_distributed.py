@@ -11,7 +11,8 @@ import pytest
 
 from core.config import Paths
 from core.registry import list_runs, load
-from core.train import plan_privacy, train, training_data
+from core.train import COUNTS_SUFFIX, plan_run, train, training_data
+from privacy.accounting import compose_epsilon
 from privacy.budget import set_budget
 from privacy.ledger import read_records
 from tests.core.test_train import TINY, TINY_MODEL, build_warehouse, quick
@@ -61,8 +62,8 @@ def test_two_workers_train_one_model_with_the_single_process_plan(tiny_warehouse
 
     # The accountant's q and epsilon are the single-process plan's...
     config = quick(**SETTINGS, val_users=0, grad_sample_mode=clipping)
-    groups = training_data(tiny_warehouse, config, TINY_MODEL).groups
-    plan = plan_privacy(config, len({g.user for g in groups}))
+    data = training_data(tiny_warehouse, config, TINY_MODEL)
+    _, _, _, plan = plan_run(config, TINY_MODEL, data.split, data.groups, {})
     privacy = loaded.privacy
     assert privacy["sample_rate"] == plan.sample_rate == 1 / 20
     assert privacy["steps"] == plan.steps == len(loaded.curve) == 6
@@ -73,14 +74,26 @@ def test_two_workers_train_one_model_with_the_single_process_plan(tiny_warehouse
                         progress=False), tiny_warehouse).privacy
     assert privacy["epsilon"] == pytest.approx(single["epsilon"], rel=1e-9)
     assert abs(privacy["epsilon"] - 3.0) / 3.0 < 0.05
-    assert {k: v for k, v in privacy.items() if k != "epsilon"} == \
-        {k: v for k, v in single.items() if k != "epsilon"}
+    # (the popularity release is noised afresh by each run: its reliability differs)
+    same = ("epsilon", "popularity_release")
+    assert {k: v for k, v in privacy.items() if k not in same} == \
+        {k: v for k, v in single.items() if k not in same}
+    release, single_release = privacy["popularity_release"], single["popularity_release"]
+    assert release["noise_multiplier"] == single_release["noise_multiplier"] > 0
+    assert release["ledger_run_id"] == runs[0] + COUNTS_SUFFIX
 
     # One ledger entry for the distributed run (rank 0 alone charged it), completed.
     records = [r for r in read_records(tiny_warehouse.ledger) if r.run_id == runs[0]]
     assert [r.status for r in records] == ["started", "completed"]
     assert records[0].sample_rate == plan.sample_rate and records[0].steps == 6
-    assert records[1].epsilon == pytest.approx(privacy["epsilon"])
+    # the training entry holds DP-SGD's epsilon alone; with the run's counts entry
+    # composed, it is the run's epsilon
+    counts = [r for r in read_records(tiny_warehouse.ledger)
+              if r.run_id == runs[0] + COUNTS_SUFFIX]
+    assert [r.status for r in counts] == ["started", "completed"]
+    assert compose_epsilon([(r.noise_multiplier, r.sample_rate, r.steps)
+                            for r in (counts[0], records[0])], delta=privacy["delta"]) == \
+        pytest.approx(privacy["epsilon"], rel=1e-3)
 
 
 def test_a_refused_charge_stops_every_worker_before_training(tiny_warehouse, tmp_path):
