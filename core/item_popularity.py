@@ -8,8 +8,8 @@ noise_multiplier x sqrt(cap) and are released once (`privacy.ledger`
 MECHANISM_GAUSSIAN_COUNTS, composed with the run's DP-SGD by the accountant: the
 customer is the unit of both). Everything after the release is post-processing:
 
-- its reliability (`reliability`: how much of the released spread is signal), which
-  sets the model's initial popularity weight;
+- its reliability (`reliability`: how much of the released spread is signal), shown
+  with the run's privacy record;
 - each item's percentile among the released items (1: least popular .. 100: most),
   which `core.fields.item_fields` shows the model as the field "item_popularity"
   ("popularity: 73 of 100") and `core.model` turns into one scalar feature;
@@ -71,8 +71,7 @@ def reliability(released: pd.Series, *, noise_multiplier: float, cap: int) -> fl
 
     Post-processing of the release and its public noise scale, so it costs no budget.
     A small catalogue with few customers per item can drown in the noise (reliability
-    near 0); the model's popularity weight starts at its scale times this, so a noisy
-    release does not shuffle the ranking before training has had a say."""
+    near 0): the run's privacy record shows it next to the noise."""
     if noise_multiplier <= 0:
         return 1.0
     spread = float(released.var()) if len(released) > 1 else 0.0

@@ -52,7 +52,7 @@ hundred customers the noise allows only a small correction; the residual form ke
 noisy model close to the prior instead of close to a random head. The prior depends on
 the pair's text only, so masking a field (explanations) moves both terms.
 
-The popularity feature. With `popularity_scale > 0` the same learnt linear mix reads a
+The popularity feature. With `popularity` on, the same learnt linear mix reads a
 second number: the candidate's popularity percentile from the field "item_popularity"
 (`core.fields.popularity_feature`: centred, 0 where the field is absent), released with
 DP by the training run (`core.item_popularity`):
@@ -107,8 +107,11 @@ class ModelConfig:
         (see `core.train.CrossEncoderRecommender`).
     omit_fields: `core.fields` names the model never reads (always masked).
     prior_scale: initial weight of the zero-shot prior (0: no prior).
-    popularity_scale: initial weight of the popularity feature (0: no feature; runs
-        saved before the feature existed load with 0).
+    popularity: the model reads the popularity feature (runs saved before the feature
+        existed load without it).
+    popularity_scale: its initial weight. 0 (the default) keeps the untrained model
+        exactly the zero-shot prior; training learns how much popularity to add (a
+        release too noisy to help, as on small catalogues, then stays near 0).
     """
 
     max_length: int = 128
@@ -120,7 +123,8 @@ class ModelConfig:
     popular_candidates: int = 20
     omit_fields: tuple[str, ...] = ()
     prior_scale: float = 10.0
-    popularity_scale: float = 1.0
+    popularity: bool = True
+    popularity_scale: float = 0.0
 
     def __post_init__(self) -> None:
         if not 8 <= self.item_length <= self.max_length - 8:
@@ -146,7 +150,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> ModelConfig:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        known.setdefault("popularity_scale", 0.0)  # saved before the feature existed
+        known.setdefault("popularity", False)  # saved before the feature existed
         return cls(**{**known, "omit_fields": tuple(known.get("omit_fields", ()))})
 
 
@@ -174,7 +178,7 @@ def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
 
 def _mix_inputs(config: ModelConfig) -> int:
     """Inputs of the learnt mix: the prior's cosine, and the popularity feature."""
-    return 2 if config.popularity_scale > 0 else 1
+    return 2 if config.popularity else 1
 
 
 class CrossEncoder(nn.Module):
@@ -247,7 +251,7 @@ class CrossEncoder(nn.Module):
     @property
     def mixes(self) -> bool:
         """True where the logit adds a learnt mix of the prior and/or popularity."""
-        return self.config.prior_scale > 0 or self.config.popularity_scale > 0
+        return self.config.prior_scale > 0 or self.config.popularity
 
     def start_at_prior(self) -> CrossEncoder:
         """With a prior, zero the head so that the untrained model IS the prior."""

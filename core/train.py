@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -87,8 +87,6 @@ SPLITS = ("leave_last_out", "time")
 ARTEFACT_KIND = "ranking_model"
 COUNTS_KIND = "item_popularity"  # the ledger kind of a run's released item counts
 COUNTS_SUFFIX = "-counts"  # its ledger run id: the run's id with this suffix
-# the popularity weight never starts at exactly 0, which would drop the feature
-MIN_POPULARITY_SCALE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -417,7 +415,7 @@ def plan_run(config: TrainConfig, model_config: ModelConfig, split: Split, group
     Deterministic given its inputs: every rank of a distributed run computes the same."""
     customers = len({g.user for g in groups})
     counted = None
-    if model_config.popularity_scale > 0:
+    if model_config.popularity:
         # every training customer with an interaction (not only those with an example),
         # minus the audit pool's left-out half
         counted = split.train[split.train[USER].astype(str).map(lambda u: pool.get(u, True))]
@@ -602,9 +600,6 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                    if count_model else None)
         if release is not None:
             train_catalogue = item_popularity.attach(train_catalogue, release.percentiles)
-            # the popularity weight starts at its scale times the release's reliability
-            model_config = replace(model_config, popularity_scale=max(
-                model_config.popularity_scale * release.reliability, MIN_POPULARITY_SCALE))
         model, curve, spent, timing = (fit or _fit)(groups, train_catalogue, split, config,
                                                     model_config, plan, progress=progress,
                                                     bert_config=bert_config)
@@ -637,7 +632,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                 "l2_sensitivity": math.sqrt(release.cap), "customers": release.customers,
                 "epsilon_alone": release.epsilon_alone,
                 "reliability": release.reliability,
-                "initial_weight": model_config.popularity_scale, "ledger_run_id":
+                "ledger_run_id":
                     run_id + COUNTS_SUFFIX if noise is not None else None,
                 "composed": "epsilon above covers training and this release (the "
                             "accountant composes both)" if noise is not None else

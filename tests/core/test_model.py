@@ -21,11 +21,12 @@ def trainable_names(model: CrossEncoder) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("prior_scale,popularity_scale", [(0.0, 0.0), (3.0, 0.0), (3.0, 1.0)])
-def test_grouped_forward_equals_independent_pairs(prior_scale, popularity_scale):
+@pytest.mark.parametrize("prior_scale,popularity", [(0.0, False), (3.0, False), (3.0, True)])
+def test_grouped_forward_equals_independent_pairs(prior_scale, popularity):
     model = CrossEncoder.from_config(TINY, ModelConfig(max_length=48, item_length=16,
                                                        prior_scale=prior_scale,
-                                                       popularity_scale=popularity_scale)
+                                                       popularity=popularity,
+                                                       popularity_scale=1.0)
                                      ).eval()
     with torch.no_grad():
         model.bert.classifier.weight.normal_()
@@ -33,7 +34,7 @@ def test_grouped_forward_equals_independent_pairs(prior_scale, popularity_scale)
     b = TEXT_B + TEXT_B[::-1]
     hidden, mask = model.pair_states(a, b)  # (6, L, H), (6, L)
     prior = torch.linspace(-0.5, 0.9, 6)
-    if popularity_scale:
+    if popularity:
         prior = torch.stack([prior, torch.linspace(1.2, -1.0, 6)], dim=1)  # (6, 2)
     with torch.no_grad():
         flat = model.score_hidden(hidden, mask, prior)  # (6,)
@@ -67,7 +68,7 @@ def test_without_lower_layers_the_model_is_the_plain_cross_encoder():
 
 def test_only_top_layers_pooler_and_head_learn():
     model = CrossEncoder.from_config(TINY, ModelConfig(trainable_layers=1, prior_scale=0.0,
-                                                       popularity_scale=0.0))
+                                                       popularity=False))
     names = trainable_names(model)
     assert names and all(n.startswith(("bert.bert.encoder.layer.1.", "bert.bert.pooler.",
                                        "bert.classifier.")) for n in names)
@@ -80,7 +81,7 @@ def test_only_top_layers_pooler_and_head_learn():
 
 def test_prior_model_starts_as_the_prior_and_needs_it():
     model = CrossEncoder.from_config(TINY, ModelConfig(prior_scale=5.0,
-                                                       popularity_scale=0.0)).eval()
+                                                       popularity=False)).eval()
     assert "prior_mix.weight" in trainable_names(model)
     hidden, mask = model.pair_states(TEXT_A, TEXT_B)
     prior = torch.tensor([0.1, 0.5, -0.2])
@@ -113,7 +114,10 @@ def test_the_popularity_field_moves_the_score_by_its_learnt_weight():
     assert logits[1] > logits[0] > logits[2]
     assert masked[0] == pytest.approx(logits[0], abs=1e-5)  # the field gone, its number too
     # runs saved before the feature existed load without it
-    assert ModelConfig.from_dict({"prior_scale": 10.0}).popularity_scale == 0.0
+    assert ModelConfig.from_dict({"prior_scale": 10.0}).popularity is False
+    # by default the popularity weight starts at 0: the untrained model is the prior
+    assert CrossEncoder.from_config(TINY, ModelConfig()).prior_mix.weight.tolist() == \
+        [[10.0, 0.0]]
 
 
 def test_masking_a_field_changes_what_the_model_reads():
