@@ -393,19 +393,29 @@ class PopularityRelease:
     accountant: str
     reliability: float  # share of the released spread that is signal (1: exact)
 
+
+@dataclass(frozen=True)
+class CountsNoise:
+    """The Gaussian mechanism of a private run's popularity release."""
+
+    noise_multiplier: float
+    epsilon_alone: float  # what the release costs by itself
+    accountant: str
+
     @property
     def mechanism(self) -> Mechanism:
+        """As the accountants take it: one step at sample rate 1 (the plain Gaussian)."""
         return (self.noise_multiplier, 1.0, 1)
 
 
-def popularity_noise(config: TrainConfig, delta: float) -> tuple[float, float, str]:
-    """(noise multiplier, epsilon alone, accountant) of the popularity release for a
-    private run: the Gaussian mechanism that costs `popularity_share` of epsilon alone."""
+def popularity_noise(config: TrainConfig, delta: float) -> CountsNoise:
+    """The popularity release of a private run: the Gaussian mechanism that costs
+    `popularity_share` of epsilon alone."""
     share = config.popularity_share * config.epsilon
     sigma, used = dp_plan.noise_multiplier_for(epsilon=share, delta=delta, sample_rate=1.0,
                                                steps=1, accountant=config.accountant)
-    return sigma, epsilon_for(noise_multiplier=sigma, sample_rate=1.0, steps=1, delta=delta,
-                              accountant=used), used
+    return CountsNoise(sigma, epsilon_for(noise_multiplier=sigma, sample_rate=1.0, steps=1,
+                                          delta=delta, accountant=used), used)
 
 
 def plan_run(config: TrainConfig, model_config: ModelConfig, split: Split, groups,
@@ -426,23 +436,24 @@ def plan_run(config: TrainConfig, model_config: ModelConfig, split: Split, group
     if counted is not None and not config.non_private:
         noise = popularity_noise(config, config.delta)
     plan = plan_privacy(config, customers,
-                        alongside=() if noise is None else ((noise[0], 1.0, 1),))
+                        alongside=() if noise is None else (noise.mechanism,))
     return config, counted, noise, plan
 
 
 def release_popularity(train: pd.DataFrame, catalogue: pd.DataFrame, config: TrainConfig,
-                       noise: tuple[float, float, str] | None) -> PopularityRelease:
+                       noise: CountsNoise | None) -> PopularityRelease:
     """Count, noise (None: exact) and rank the catalogue's items: call only after the
     release was charged to the ledger."""
     counts = item_popularity.capped_counts(train, catalogue[ITEM].astype(str),
                                            cap=config.popularity_cap)
-    sigma, alone, used = noise if noise is not None else (0.0, math.inf, "none")
+    noise = noise or CountsNoise(0.0, math.inf, "none")
+    sigma = noise.noise_multiplier
     released = item_popularity.noisy(counts, noise_multiplier=sigma, cap=config.popularity_cap)
     trust = item_popularity.reliability(released, noise_multiplier=sigma,
                                         cap=config.popularity_cap)
     return PopularityRelease(item_popularity.percentiles(released), sigma,
-                             config.popularity_cap, int(train[USER].nunique()), alone, used,
-                             trust)
+                             config.popularity_cap, int(train[USER].nunique()),
+                             noise.epsilon_alone, noise.accountant, trust)
 
 
 def _optimizer(model: CrossEncoder, config: TrainConfig) -> torch.optim.Optimizer:
@@ -577,15 +588,17 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
         if noise is not None:
             ledger.charge(run_id=run_id + COUNTS_SUFFIX, artefact_kind=COUNTS_KIND,
                           privacy_unit="customer", contribution_cap=config.popularity_cap,
-                          noise_multiplier=noise[0], sample_rate=1.0, steps=1,
-                          max_grad_norm=math.sqrt(config.popularity_cap), epsilon=noise[1],
-                          accountant=noise[2], mechanism=ledger.MECHANISM_GAUSSIAN_COUNTS,
+                          noise_multiplier=noise.noise_multiplier, sample_rate=1.0, steps=1,
+                          max_grad_norm=math.sqrt(config.popularity_cap),
+                          epsilon=noise.epsilon_alone, accountant=noise.accountant,
+                          mechanism=ledger.MECHANISM_GAUSSIAN_COUNTS,
                           to_follow=[(plan.noise_multiplier, plan.sample_rate, plan.steps)],
                           note=f"customers per item, at most {config.popularity_cap} distinct "
                                f"items per customer (L2 sensitivity sqrt(cap)), Gaussian "
                                f"noise, released once for run {run_id}", **common)
             charged.append(run_id + COUNTS_SUFFIX)
-        sgd_epsilon = epsilon if noise is None else epsilon_for(
+        # each entry holds its own mechanism's epsilon; the run's is their composition
+        training_epsilon = epsilon if config.non_private else epsilon_for(
             noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
             steps=plan.steps, delta=plan.delta, accountant=plan.accountant)
         ledger.charge(run_id=run_id, artefact_kind=ARTEFACT_KIND,
@@ -593,7 +606,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                       contribution_cap=config.max_examples_per_customer,
                       noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
                       steps=plan.steps, max_grad_norm=config.max_grad_norm,
-                      epsilon=sgd_epsilon, accountant=plan.accountant,
+                      epsilon=training_epsilon, accountant=plan.accountant,
                       note=_ledger_note(config, plan, split, run_id), **common)
         charged.append(run_id)
         release = (release_popularity(counted, train_catalogue, config, noise)
@@ -657,12 +670,9 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                                     example_config.to_dict()})
         if noise is not None:
             ledger.complete(ledger_path=paths.ledger, run_id=run_id + COUNTS_SUFFIX,
-                            epsilon=noise[1], note=f"released with run {run_id}")
+                            epsilon=noise.epsilon_alone, note=f"released with run {run_id}")
         ledger.complete(ledger_path=paths.ledger, run_id=run_id,
-                        epsilon=None if config.non_private else
-                        epsilon_for(noise_multiplier=plan.noise_multiplier,
-                                    sample_rate=plan.sample_rate, steps=plan.steps,
-                                    delta=plan.delta, accountant=plan.accountant),
+                        epsilon=None if config.non_private else training_epsilon,
                         note=f"saved to {paths.models_dir / run_id}")
     except BaseException as exc:
         for charged_id in charged:
