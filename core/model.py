@@ -439,7 +439,11 @@ class CrossEncoder(nn.Module):
         sentence embeddings of each side alone, each distinct text embedded once and
         cached), or (N, 2) with the popularity feature of side b as second column when
         the model reads popularity."""
-        cosine = self._cosine(text_a, text_b)
+        return self.mix_inputs(self._cosine(text_a, text_b), text_b)
+
+    def mix_inputs(self, cosine: np.ndarray, text_b: Sequence[str]) -> np.ndarray:
+        """The mix's inputs from the prior's cosines (N,) (at any precision): (N,), or
+        (N, 2) with the popularity feature of each candidate text."""
         if _mix_inputs(self.config) == 1:
             return cosine
         return np.stack([cosine, self.popularity_features(text_b)], axis=1)

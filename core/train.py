@@ -643,7 +643,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                         "percentile, the candidate retrieval its order",
                 "noise_multiplier": release.noise_multiplier, "cap": release.cap,
                 "l2_sensitivity": math.sqrt(release.cap), "customers": release.customers,
-                "epsilon_alone": release.epsilon_alone,
+                "epsilon_alone": release.epsilon_alone, "accountant": release.accountant,
                 "reliability": release.reliability,
                 "ledger_run_id":
                     run_id + COUNTS_SUFFIX if noise is not None else None,

@@ -334,10 +334,7 @@ class CrossEncoderScorer(Scorer):
             return torch.from_numpy(self.model.prior_similarity(text_a, text_b))
         cosine = (self._bf16()[1].similarity(text_a, text_b) if self.model.config.prior_scale > 0
                   else np.zeros(len(text_a), dtype=np.float32))
-        if self.model.prior_mix.in_features == 1:
-            return torch.from_numpy(cosine)
-        return torch.from_numpy(np.stack([cosine, self.model.popularity_features(text_b)],
-                                         axis=1))
+        return torch.from_numpy(self.model.mix_inputs(cosine, text_b))
 
     def _forward(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         text_a, text_b = [a for a, _ in pairs], [b for _, b in pairs]
