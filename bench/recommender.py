@@ -66,9 +66,9 @@ from core.train import (
 AMAZON_DIR = PROJECT_ROOT.parent / "shared" / "data" / "amazon-2018"
 GIFT_CARDS = ("Gift_Cards_5.json.gz", "meta_Gift_Cards.json.gz")
 BENCH_KEY = bytes(range(32))  # a throwaway warehouse in a temp dir: not a steward's key
-MODEL = ModelConfig(max_length=128, item_length=48, history_len=3, negatives=4,
+MODEL = ModelConfig(max_length=128, item_length=48, history_len=5, negatives=4,
                     trainable_layers=1, content_candidates=50, popular_candidates=20,
-                    prior_scale=10.0)
+                    prior_scale=10.0, co_visits=True)
 NON_PRIVATE = TrainConfig(non_private=True, epochs=8, batch_size=32, lr=2e-4, head_lr=1e-3,
                           val_users=64, keep_best=True, held_out_items=0.1)
 DP = TrainConfig(epsilon=3.0, epochs=8, batch_size=128, lr=1e-5, head_lr=1e-3,

@@ -83,6 +83,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.co_visits import CoVisits
 from core.config import PROJECT_ROOT, Paths, PrivacyConfig
 from core.fields import Field, ModelInput, field_kind, history_fields, item_fields
 from core.interactions import (
@@ -273,16 +274,20 @@ def target_categories(campaign: Campaign, catalogue: pd.DataFrame) -> list[str]:
 
 
 def campaign_input(history: Sequence[tuple[str, Mapping[str, object]]], campaign: Campaign,
-                   candidate: Mapping[str, object]) -> ModelInput:
+                   candidate: Mapping[str, object], *, co_visits: CoVisits | None = None
+                   ) -> ModelInput:
     """The model input of one customer and one target item in the campaign's context:
-    history fields (most recent first), season (unless 'any'), promotion, item fields.
+    history fields (most recent first), season (unless 'any'), promotion, item fields
+    (with the co-visit score against the history, for a model that reads co-visits).
     No weekday: a campaign does not have one."""
     context = []
     if campaign.season != "any":
         context.append(Field("ctx_season", "a", f"season: {campaign.season}"))
     context.append(Field("ctx_promotion", "a",
                          f"promotion: {'on' if campaign.promotion else 'off'}"))
-    return (*history_fields(history), *context, *item_fields(candidate))
+    value = None if co_visits is None else co_visits.score(
+        [str(record.get(ITEM)) for _, record in history], str(candidate.get(ITEM)))
+    return (*history_fields(history), *context, *item_fields(candidate, co_visits=value))
 
 
 # --- storage of definitions -----------------------------------------------------------------
@@ -686,7 +691,8 @@ def cross_encoder_scores(model, campaign: Campaign, recent: Mapping[str, list[tu
         history = [(kind, records.get(item) or {ITEM: item}) for kind, item in recent[user]]
         for item in row:
             a, b = model.text_pair(campaign_input(history, campaign,
-                                                  records.get(item) or {ITEM: item}))
+                                                  records.get(item) or {ITEM: item},
+                                                  co_visits=getattr(model, "co_visits", None)))
             text_a.append(a)
             text_b.append(b)
     if score_fn is None:
@@ -1152,7 +1158,8 @@ def group_attributions(attributions: Mapping[str, float]) -> dict[str, float]:
 
 def explain_audience(scores: pd.DataFrame, interactions: pd.DataFrame,
                      catalogue: pd.DataFrame, campaign: Campaign, *, explainer: Explainer,
-                     history_len: int, cap: int) -> pd.DataFrame:
+                     history_len: int, cap: int, co_visits: CoVisits | None = None
+                     ) -> pd.DataFrame:
     """Reasons for the first `cap` audience members by rank (holdout and customers
     without history left out): the explainer's top `REASONS_PER_CUSTOMER` phrases on the
     customer's best target item, and the attributions per field group.
@@ -1169,7 +1176,8 @@ def explain_audience(scores: pd.DataFrame, interactions: pd.DataFrame,
     rows = []
     for user, item in zip(chosen[USER], chosen["best_item"], strict=True):
         history = [(kind, records.get(i) or {ITEM: i}) for kind, i in recent[user]]
-        fields = campaign_input(history, campaign, records.get(item) or {ITEM: item})
+        fields = campaign_input(history, campaign, records.get(item) or {ITEM: item},
+                                co_visits=co_visits)
         phrases, attributions = explainer(fields)
         rows.append({USER: user, ITEM: item,
                      "reasons": [str(p) for p in list(phrases)[:REASONS_PER_CUSTOMER]],
@@ -1285,7 +1293,8 @@ def score_campaign(paths: Paths, campaign_id: str, *, config: ScoringConfig = Sc
         reasons = explain_audience(scores, interactions, model.with_popularity(catalogue),
                                    campaign,
                                    explainer=explainer_factory(model),
-                                   history_len=model.config.history_len, cap=config.reasons)
+                                   history_len=model.config.history_len, cap=config.reasons,
+                                   co_visits=model.co_visits)
         result.timing["reasons_s"] = time.perf_counter() - t0
         result.timing["reasons_customers"] = len(reasons)
     save_scoring(paths, campaign, result, scores, run_id=run_id, reasons=reasons)

@@ -40,7 +40,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.non_private and args.epsilon is not None:
         _fail("--non-private and --epsilon contradict each other: drop one.")
     try:
-        model_config = ModelConfig(trainable_layers=args.trainable_layers,
+        # co-visits where allowed: train() keeps them for non-private runs only
+        model_config = ModelConfig(trainable_layers=args.trainable_layers, co_visits=True,
                                    **({"max_length": args.max_length} if args.max_length
                                       else {}))
         config = with_overrides(

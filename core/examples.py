@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from core.co_visits import CoVisits
 from core.fields import ModelInput, build_input, to_text_pair
 from core.interactions import EVENT_TYPE, ITEM, PROMOTION, TS, USER, as_interactions
 
@@ -103,19 +104,28 @@ def _promotion(value: object) -> bool | None:
 
 def model_input(history: Sequence[tuple[str, str]], ts: pd.Timestamp | None,
                 promotion: bool | None, candidate: str,
-                items: Mapping[str, Mapping[str, object]]) -> ModelInput:
+                items: Mapping[str, Mapping[str, object]], *,
+                co_visits: CoVisits | None = None, own: frozenset[str] = frozenset()
+                ) -> ModelInput:
     """The named fields of one (history, context, candidate); `history` is
-    (event_type, item_id) pairs, most recent first."""
+    (event_type, item_id) pairs, most recent first. With `co_visits` (a model that
+    reads them) the candidate's co-visit score against the history shown, leaving the
+    customer's `own` items out of the counts (training examples)."""
+    value = None if co_visits is None else co_visits.score(
+        [item for _, item in history], candidate, own=own)
     return build_input([(kind, _record(items, item)) for kind, item in history], ts,
-                       promotion, _record(items, candidate))
+                       promotion, _record(items, candidate), co_visits=value)
 
 
 def group_text_pairs(group: ExampleGroup, items: Mapping[str, Mapping[str, object]], *,
-                     omit: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+                     omit: frozenset[str] = frozenset(), co_visits: CoVisits | None = None,
+                     own: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
     """The (text_a, text_b) pairs of a group's candidates, in candidate order, without
-    the `omit` fields (a model's `omit_fields`)."""
+    the `omit` fields (a model's `omit_fields`); `co_visits` and `own` as in
+    `model_input`."""
     history = [(kind, item) for kind, item, _ in group.history]
-    pairs = [to_text_pair(model_input(history, group.ts, group.promotion, c, items),
+    pairs = [to_text_pair(model_input(history, group.ts, group.promotion, c, items,
+                                      co_visits=co_visits, own=own),
                           masked=omit) for c in group.candidates]
     return [a for a, _ in pairs], [b for _, b in pairs]
 
@@ -215,15 +225,18 @@ class CustomerDataset(Dataset):
 
     `pair_states(text_a, text_b) -> (hidden, mask)` is the model's joined lower-layer
     states (`CrossEncoder.pair_states`, cached per text); `prior(text_a, text_b)` its
-    zero-shot prior (zeros without one). Computing on access keeps memory flat for many
-    customers."""
+    zero-shot prior (zeros without one). With `co_visits`, each customer's examples read
+    the co-visit scores with their `own` items left out. Computing on access keeps
+    memory flat for many customers."""
 
     def __init__(self, groups: Sequence[ExampleGroup],
                  items: Mapping[str, Mapping[str, object]], *,
                  pair_states: Callable[[Sequence[str], Sequence[str]],
                                        tuple[torch.Tensor, torch.Tensor]],
                  prior: Callable[[Sequence[str], Sequence[str]], np.ndarray] | None = None,
-                 omit: frozenset[str] = frozenset(), seed: int = 0):
+                 omit: frozenset[str] = frozenset(), seed: int = 0,
+                 co_visits: CoVisits | None = None,
+                 own: Mapping[str, frozenset[str]] | None = None):
         by_user: dict[str, list[ExampleGroup]] = {}
         for group in groups:
             by_user.setdefault(group.user, []).append(group)
@@ -237,6 +250,8 @@ class CustomerDataset(Dataset):
         self.pair_states = pair_states
         self.prior = prior
         self.omit = frozenset(omit)
+        self.co_visits = co_visits
+        self.own = own or {}
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -247,6 +262,16 @@ class CustomerDataset(Dataset):
         options = self.groups[i]
         return options[int(self.rng.integers(len(options)))]
 
+    def mix_features(self, i: int) -> np.ndarray:
+        """The prior's inputs of one of customer i's groups, (G,) or (G, F): what the
+        learnt mix reads, without the encoder's states."""
+        text_a, text_b = group_text_pairs(self.group(i), self.items, omit=self.omit,
+                                          co_visits=self.co_visits,
+                                          own=self.own.get(self.customers[i], frozenset()))
+        if self.prior is None:
+            return np.zeros(len(text_a), dtype=np.float32)
+        return np.asarray(self.prior(text_a, text_b), dtype=np.float32)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.__getitems__([i])[0]
 
@@ -256,7 +281,9 @@ class CustomerDataset(Dataset):
         indices). Every new text of the batch goes through the frozen layers and the
         prior's encoder together, sorted by length: one small forward pass per customer
         kept the CPU's matrix units idle and cost several times as much."""
-        pairs = [group_text_pairs(self.group(i), self.items, omit=self.omit)
+        pairs = [group_text_pairs(self.group(i), self.items, omit=self.omit,
+                                  co_visits=self.co_visits,
+                                  own=self.own.get(self.customers[i], frozenset()))
                  for i in indices]
         if not pairs:
             return []

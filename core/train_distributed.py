@@ -260,7 +260,7 @@ def train_distributed(paths: Paths | None = None, config: TrainConfig | None = N
     other ranks train alongside and return None."""
     paths = paths or Paths()
     config = replace(config or TrainConfig(), val_users=0)
-    model_config = model_config or ModelConfig()
+    model_config = train_mod.model_config_for(config, model_config or ModelConfig())
     if config.non_private:
         raise TrainingRefused("distributed training is the DP path (DPDDP): train a "
                               "non-private model with `clearmark train --non-private`.")

@@ -27,9 +27,11 @@ The copy runs the model's own steps (`side_states`, `join`, `score_hidden`, with
 prior), so the same pass also gives the score that is explained.
 
 A field's attention is the sum of its tokens' attention (token spans come from
-tokenizing the input field by field, `explain.scoring.PairTokenizer.layout`; fields cut
-off by truncation get 0). The rest of the mass sits on [CLS], [SEP] and the separators:
-field attributions sum to at most 1 (`notes["special_tokens_share"]` is the rest).
+tokenizing the input field by field, `explain.scoring.PairTokenizer.layout`). Fields cut
+off by truncation get 0, and so do number-only fields such as the co-visits (the mix
+reads them, the encoder never sees them). The rest of the mass sits on [CLS], [SEP] and
+the separators: field attributions sum to at most 1 (`notes["special_tokens_share"]`
+is the rest).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from core.fields import ModelInput
+from core.fields import NUMBER_ONLY_FIELDS, ModelInput, encoder_text
 from core.model import TORCH_THREADS, CrossEncoder
 from explain.result import ATTENTION_METHODS, NO_SUBJECT, Explanation, Subject, sigmoid
 from explain.scoring import LRU, CrossEncoderScorer, PairLayout, as_scorer, fresh_copy
@@ -166,7 +168,7 @@ def _maps(model: CrossEncoder, fields: ModelInput) -> tuple[AttentionMaps, bool]
         with torch.inference_mode():
             a_states = hooked.model.side_states([a], segment=0)
             lower_a = hooked.take()
-            b_states = hooked.model.side_states([b], segment=1)
+            b_states = hooked.model.side_states([encoder_text(b)], segment=1)
             lower_b = hooked.take()
             hidden, mask = hooked.model.join(a_states, b_states)  # (1, L, H), (1, L)
             logit = float(hooked.model.score_hidden(hidden, mask, prior).reshape(-1)[0])
@@ -216,7 +218,9 @@ def explain_attention(model: CrossEncoder, fields: ModelInput, *,
         latency_s=time.perf_counter() - started,
         notes={"level": "field", "caption": CAPTION,
                "special_tokens_share": float(1.0 - shares.sum()),
-               "truncated_fields": [n for n in names if n not in spans]})
+               "truncated_fields": [n for n in names if n not in spans
+                                    and n not in NUMBER_ONLY_FIELDS],
+               "not_read_by_attention": [n for n in names if n in NUMBER_ONLY_FIELDS]})
 
 
 def attention_tokens(model: CrossEncoder, fields: ModelInput, *,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.co_visits import CoVisits
 from core.examples import item_records, model_input
 from core.fields import ModelInput
 from core.interactions import EVENT_TYPE, ITEM, PROMOTION, TS, USER
@@ -60,11 +61,13 @@ def _promotion(value: object) -> bool | None:
 
 def input_for(interactions: pd.DataFrame, records: Mapping[str, Mapping[str, object]],
               pseudonym: str, item_id: str, *, history_len: int,
-              ts: pd.Timestamp | None = None, promotion: bool | None = None) -> ModelInput:
-    """The fields of one (customer, moment, candidate) recommendation."""
+              ts: pd.Timestamp | None = None, promotion: bool | None = None,
+              co_visits: CoVisits | None = None) -> ModelInput:
+    """The fields of one (customer, moment, candidate) recommendation (`co_visits`: the
+    model's, for a model that reads them)."""
     history = recent_history(interactions, pseudonym, history_len)
     return model_input(history, None if ts is None else pd.Timestamp(ts),
-                       _promotion(promotion), str(item_id), records)
+                       _promotion(promotion), str(item_id), records, co_visits=co_visits)
 
 
 def item_title(records: Mapping[str, Mapping[str, object]], item_id: str) -> str:
@@ -127,7 +130,7 @@ def held_out_inputs(model: CrossEncoder, recommender, split: Split, *, on: str =
                                                    rows[ITEM].astype(str), strict=True))
         history = history[-n:][::-1]
         fields = model_input(history, pd.Timestamp(query[TS]), _promotion(query[PROMOTION]),
-                             item, records)
+                             item, records, co_visits=model.co_visits)
         out.append(HeldOut(subject=Subject(run_id=run_id, pseudonym=str(query[USER]),
                                            item_id=item, rank=1),
                            fields=fields, target_item=str(targets[ITEM].iloc[q]),

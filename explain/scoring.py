@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from core.encoder import MAX_TOKENS, load_encoder
-from core.fields import SEPARATOR, ModelInput, to_text_pair
+from core.fields import NUMBER_ONLY_FIELDS, SEPARATOR, ModelInput, encoder_text, to_text_pair
 from core.model import TORCH_THREADS, CrossEncoder
 
 TextScorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]  # (text_a, text_b) -> logits
@@ -142,7 +142,9 @@ class PairTokenizer:
         WordPiece tokenizer splits at the separator's punctuation, so the fields' ids
         joined by the separator's ids are the ids of the joined text)."""
         a, spans_a = self._side([f for f in fields if f.side == "a" and f.name not in masked])
-        b, spans_b = self._side([f for f in fields if f.side == "b" and f.name not in masked])
+        # number-only fields (co-visits) are read by the mix, never by the encoder
+        b, spans_b = self._side([f for f in fields if f.side == "b" and f.name not in masked
+                                 and f.name not in NUMBER_ONLY_FIELDS])
         n_a = min(len(a), self.history_length - 2)
         n_b = min(len(b), self.item_length - 2)
         ids = (self.cls, *a[:n_a], self.sep, *b[:n_b], self.sep)
@@ -216,6 +218,7 @@ class _Bf16SentenceEncoder:
         return found
 
     def similarity(self, text_a: Sequence[str], text_b: Sequence[str]) -> np.ndarray:
+        text_b = [encoder_text(b) for b in text_b]
         vectors = self.embed([*text_a, *text_b])
         return np.array([float(vectors[a] @ vectors[b]) for a, b in
                          zip(text_a, text_b, strict=True)], dtype=np.float32)
@@ -344,7 +347,7 @@ class CrossEncoderScorer(Scorer):
         runner, _ = self._bf16()
         prior = self.prior(text_a, text_b)  # (N,) or None
         a_states = runner.side_states(text_a, segment=0)
-        b_states = runner.side_states(text_b, segment=1)
+        b_states = runner.side_states([encoder_text(b) for b in text_b], segment=1)
         order = sorted(range(len(pairs)),
                        key=lambda i: a_states[i].shape[0] + b_states[i].shape[0])
         out = np.empty(len(pairs), dtype=np.float64)

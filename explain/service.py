@@ -144,7 +144,7 @@ class ExplainService:
                                f"at {self.paths.warehouse}.")
         return input_for(self.interactions, self.records, pseudonym, item_id,
                          history_len=self.model.config.history_len, ts=ts,
-                         promotion=promotion)
+                         promotion=promotion, co_visits=self.model.co_visits)
 
     def explain(self, pseudonym: str, item_id: str, *, method: str = "shap-field",
                 rank: int = 0, field_name: str | None = None,

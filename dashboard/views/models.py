@@ -194,6 +194,10 @@ with privacy_col:
                 f"{release['ledger_run_id']}; ε above covers training and this release")
         else:
             notes.append("Item popularity: exact counts (not private)")
+    if privacy.get("co_visits"):
+        notes.append(f"Co-visits: exact counts of customers per item pair "
+                     f"({privacy['co_visits'].get('customers', '?')} customers; not private, "
+                     f"non-private runs only)")
     if notes:
         st.caption(" · ".join(notes))
 

@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -14,7 +15,7 @@ from core import train as train_mod
 from core.config import Paths
 from core.examples import ExampleConfig, build_examples, collate_groups, listwise_loss
 from core.model import CrossEncoder, ModelConfig
-from core.registry import list_runs
+from core.registry import list_runs, load
 from core.train import (
     TrainConfig,
     TrainingRefused,
@@ -221,6 +222,34 @@ def test_non_private_needs_the_explicit_flag_and_is_recorded_as_infinite(tiny_wa
     assert record.privacy_unit == "none" and math.isinf(record.epsilon)
 
 
+def test_a_non_private_model_reads_co_visits_and_a_dp_model_never_does(tiny_warehouse):
+    model_config = replace(TINY_MODEL, co_visits=True)
+    plain = train(tiny_warehouse, quick(non_private=True), model_config=model_config,
+                  bert_config=TINY, progress=False)
+    loaded = load(plain, tiny_warehouse)
+    assert loaded.model_config.co_visits and loaded.model.co_visits is not None
+    assert (loaded.path / "co_visits.npz").exists()
+    assert loaded.model.prior_mix.in_features == 3  # cosine, popularity, co-visits
+    assert loaded.privacy["co_visits"]["customers"] == CUSTOMERS
+    interactions, catalogue = train_mod.load_training_data(tiny_warehouse)
+    split = train_mod.make_split(interactions, "leave_last_out")
+    recommender = train_mod.CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
+    queries = split.test.head(5)
+    columns = recommender.candidates(split.train, queries)
+    _, text_b = recommender.text_pairs(split.train, queries, columns)
+    assert all("bought with history: " in b for b in text_b)
+    # the retrieval adds items bought with the history beyond content and popularity
+    assert max(len(c) for c in columns) > (TINY_MODEL.content_candidates
+                                           + TINY_MODEL.popular_candidates)
+
+    private = train(tiny_warehouse, quick(), model_config=model_config, bert_config=TINY,
+                    progress=False)
+    loaded = load(private, tiny_warehouse)
+    assert not loaded.model_config.co_visits and loaded.model.co_visits is None
+    assert not (loaded.path / "co_visits.npz").exists()
+    assert loaded.model.prior_mix.in_features == 2 and "co_visits" not in loaded.privacy
+
+
 def test_max_steps_stops_within_the_epoch_and_the_accountant_counts_those_steps(
         tiny_warehouse):
     run_id = train(tiny_warehouse, quick(batch_size=4, max_steps=3), model_config=TINY_MODEL,
@@ -365,3 +394,25 @@ def test_grad_samples_kept_without_copy_and_padded_or_added_as_opacus_does():
     view, third = torch.randn(4, 6)[:, :3], torch.nn.Parameter(torch.zeros(3))
     _store_grad_sample(param=third, grad_sample=view, max_batch_len=4)
     assert third._current_grad_sample is not view  # a view is copied, never aliased
+
+
+def test_fit_mix_starts_a_non_private_mix_at_its_best_fit():
+    """fit_mix: the mix's weights that minimise the listwise loss of the mix alone."""
+    model = CrossEncoder.from_config(TINY, ModelConfig(max_length=48, item_length=16,
+                                                       prior_scale=1.0, popularity=False,
+                                                       co_visits=True))
+    rng = np.random.default_rng(0)
+
+    class Groups:  # groups of 4: the positive first, with a higher co-visit score
+        def __len__(self):
+            return 50
+
+        def mix_features(self, i):
+            features = rng.normal(size=(4, 2)).astype(np.float32) * 0.1
+            features[0, 1] += 1.0
+            return features
+
+    start = model.prior_mix.weight.detach().clone()
+    weights = train_mod.fit_mix(model, Groups(), customers=50)
+    assert weights.shape == (2,) and weights[1] > 2.0 > start[0, 1]
+    assert np.allclose(model.prior_mix.weight.detach().numpy().ravel(), weights)

@@ -95,3 +95,20 @@ def test_hooked_probabilities_equal_eager_attention():
     for mine, theirs in zip(ours, out.attentions, strict=False):  # the lower layers
         np.testing.assert_allclose(mine, theirs[0].numpy(), atol=1e-5)
     assert len(ours) == model.first_trainable
+
+
+def test_a_number_only_field_gets_no_attention_and_is_named_as_such():
+    from core.fields import Field
+    from core.model import CrossEncoder, ModelConfig
+    from tests.explain.conftest import TINY
+
+    model = CrossEncoder.from_config(TINY, ModelConfig(max_length=96, prior_scale=0.0,
+                                                       co_visits=True, co_visit_scale=1.5))
+    model.eval()
+    fields = (*make_fields(2), Field("item_co_visits", "b", "bought with history: 0.400"))
+    e = explain_attention(model, fields)
+    assert e.attributions[e.features.index("item_co_visits")] == 0
+    assert e.notes["not_read_by_attention"] == ["item_co_visits"]
+    assert "item_co_visits" not in e.notes["truncated_fields"]
+    a, b = model.text_pair(fields)
+    assert abs(e.prediction - float(sigmoid(float(model.score_pairs([a], [b])[0])))) < 1e-5

@@ -85,3 +85,30 @@ def test_leave_one_out_is_the_drop_of_each_field(fields):
 def test_no_fields_gives_an_empty_explanation():
     e = explain_fields(planted, ())
     assert e.features == () and e.prediction == e.base_value and e.additivity_error == 0
+
+
+def test_masking_the_co_visit_field_removes_its_number_and_nothing_else():
+    """A model that reads co-visits: the field is a player like any other, and masking
+    it takes exactly its learnt weight times its value off the logit."""
+    import torch
+    from transformers import BertConfig
+
+    from core.model import CrossEncoder, ModelConfig
+    from explain.scoring import sigmoid
+
+    tiny = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=64,
+                      max_position_embeddings=256)
+    model = CrossEncoder.from_config(tiny, ModelConfig(max_length=96, prior_scale=0.0,
+                                                       co_visits=True, co_visit_scale=2.0))
+    with torch.no_grad():
+        model.bert.classifier.weight.normal_()
+    model.eval()
+    fields = (*FEW, Field("item_co_visits", "b", "bought with history: 0.750"))
+    e = leave_one_out(model, fields)
+    a, b = model.text_pair(fields)
+    a_masked, b_masked = model.text_pair(fields, masked=frozenset({"item_co_visits"}))
+    full, without = model.score_pairs([a, a_masked], [b, b_masked])
+    assert without == pytest.approx(full - 2.0 * 0.75, abs=1e-5)
+    drop = float(sigmoid(full)) - float(sigmoid(without))
+    assert e.attributions[e.features.index("item_co_visits")] == pytest.approx(drop, abs=1e-6)
