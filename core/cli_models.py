@@ -82,6 +82,9 @@ def _print_run(run_id: str) -> None:
                   "covers it and training together")
     else:
         print("    privacy: NONE (non-private run, recorded in the ledger with epsilon inf)")
+        if p.get("co_visits"):
+            print(f"    co-visits: exact counts of customers per item pair "
+                  f"({p['co_visits']['customers']} customers) shipped with the model")
     if model:
         print(f"    test: HR@10 {model.get('hr@10', float('nan')):.3f}  NDCG@10 "
               f"{model.get('ndcg@10', float('nan')):.3f}  ({model.get('users')} customers)")

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from core import registry
+from core.co_visits import own_items
 from core.config import Paths
 from core.examples import group_text_pairs, item_records
 from core.model import CrossEncoder
@@ -38,8 +39,11 @@ RESULT_FILE = "membership_audit.json"
 
 @torch.no_grad()
 def customer_losses(model: CrossEncoder, groups_by_customer: dict[str, list],
-                    items: dict[str, dict], *, progress: bool = False) -> dict[str, float]:
-    """Mean listwise loss of the model over each customer's example groups."""
+                    items: dict[str, dict], *, progress: bool = False,
+                    own: dict[str, frozenset[str]] | None = None) -> dict[str, float]:
+    """Mean listwise loss of the model over each customer's example groups. A model
+    with co-visits reads them as training did: `own` holds the items of the customers
+    that are in its counts (left out of their own examples' scores)."""
     model.eval()
     omit = frozenset(model.config.omit_fields)
     out = {}
@@ -47,7 +51,9 @@ def customer_losses(model: CrossEncoder, groups_by_customer: dict[str, list],
                                  disable=not progress):
         losses = []
         for group in groups:
-            text_a, text_b = group_text_pairs(group, items, omit=omit)
+            text_a, text_b = group_text_pairs(
+                group, items, omit=omit, co_visits=model.co_visits,
+                own=(own or {}).get(customer, frozenset()))
             hidden, mask = model.pair_states(text_a, text_b)
             prior = torch.from_numpy(np.asarray(model.prior_similarity(text_a, text_b),
                                                 dtype=np.float32))
@@ -87,7 +93,10 @@ def audit_membership(run_id: str, paths: Paths | None = None, *,
                               "examples in the warehouse any more (data changed since the "
                               f"run): the audit of {run_id} cannot be rebuilt.")
     items = item_records(loaded.model.with_popularity(data.train_catalogue))
-    losses = customer_losses(loaded.model, by_customer, items, progress=progress)
+    # members are in the co-visit counts (as in training), left-out customers are not
+    own = {u: items_of for u, items_of in own_items(data.split.train).items()
+           if pool.get(u, True)}
+    losses = customer_losses(loaded.model, by_customer, items, progress=progress, own=own)
     start = reference if reference is not None else CrossEncoder.from_pretrained(
         loaded.model_config)
     before_training = customer_losses(start, by_customer, items, progress=progress)
