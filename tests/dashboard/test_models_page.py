@@ -77,7 +77,9 @@ def write_fake_run(
             **({"popularity_release": {
                 "noise_multiplier": 4.92, "cap": 10, "l2_sensitivity": 10 ** 0.5,
                 "customers": 70, "epsilon_alone": 0.75,
-                "ledger_run_id": run_id + "-counts"}} if private else {}),
+                "ledger_run_id": run_id + "-counts"}} if private else {
+                "co_visits": {"what": "customers who interacted with both items",
+                              "customers": 70, "pairs": 120}}),
         },
         "metrics.json": {
             "model": {
@@ -263,6 +265,8 @@ def test_selecting_the_non_private_run_warns_and_draws_no_epsilon_curve(two_runs
     assert len(at.get("plotly_chart")) == 2  # metrics (model only) and loss
     assert any("non-private" in i.value for i in at.info)
     assert any("no baselines recorded" in c.value for c in at.caption)
+    assert any("Co-visits: exact counts of customers per item pair (70 customers; not "
+               "private, non-private runs only)" in c.value for c in at.caption)
 
 
 def test_segments_frame_reports_cold_start_apart():
