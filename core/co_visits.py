@@ -49,6 +49,9 @@ class CoVisits:
             raise ValueError(f"co-visit counts {self.counts.shape} and degrees "
                              f"{self.degree.shape} do not fit {len(self.items)} items.")
         self.column = {item: c for c, item in enumerate(self.items)}
+        # The last history's scores over all items: a query's candidates share its
+        # history, so scoring them costs one row product (one tuple: thread-safe swap).
+        self._last: tuple[tuple[int, ...], np.ndarray] = ((), np.zeros(len(self.items)))
 
     @classmethod
     def fit(cls, interactions: pd.DataFrame) -> CoVisits:
@@ -75,6 +78,8 @@ class CoVisits:
         c = self.column.get(candidate)
         if c is None:
             return 0.0
+        if not own:  # sim(c, c) is 0, so the row of the whole history serves
+            return float(self._row(tuple(self._columns(history)))[c])
         columns = [h for h in self._columns(history) if h != c]
         if not columns:
             return 0.0
@@ -90,7 +95,17 @@ class CoVisits:
 
     def scores(self, history: Sequence[str]) -> np.ndarray:
         """score(history, c) for every item c of `items` (I,): the retrieval's view."""
-        columns = self._columns(history)
+        return self._row(tuple(self._columns(history))).copy()
+
+    def _row(self, columns: tuple[int, ...]) -> np.ndarray:
+        key, row = self._last
+        if key == columns:
+            return row
+        row = self._compute_row(list(columns))
+        self._last = (columns, row)
+        return row
+
+    def _compute_row(self, columns: list[int]) -> np.ndarray:
         if not columns:
             return np.zeros(len(self.items))
         co = np.asarray(self.counts[columns].todense())  # (H, I)

@@ -653,10 +653,10 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                    if count_model else None)
         if release is not None:
             train_catalogue = item_popularity.attach(train_catalogue, release.percentiles)
-        visits = {}
-        if model_config.co_visits:  # non-private runs only (model_config_for)
-            seen = trained_on(split, pool)
-            visits = {"co_visits": CoVisits.fit(seen), "own": own_items(seen)}
+        # co-visits: non-private runs only (model_config_for)
+        seen = trained_on(split, pool) if model_config.co_visits else None
+        visits = {} if seen is None else {"co_visits": CoVisits.fit(seen),
+                                          "own": own_items(seen)}
         model, curve, spent, timing = (fit or _fit)(groups, train_catalogue, split, config,
                                                     model_config, plan, progress=progress,
                                                     bert_config=bert_config, **visits)
@@ -701,7 +701,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                 "what": "customers who interacted with both items, per item pair, exact (not "
                         "private); the model reads each candidate's item-kNN score against "
                         "the history shown, the candidate retrieval its top items",
-                "customers": int(trained_on(split, pool)[USER].nunique()),
+                "customers": int(seen[USER].nunique()),
                 "pairs": int(model.co_visits.counts.nnz // 2)}
         registry.save(paths, run_id=run_id, model=model, train_config=config.to_dict(),
                       privacy=privacy,
