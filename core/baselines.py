@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
+from core.co_visits import CoVisits
 from core.encoder import embed_texts
 from core.fields import DESCRIPTION_WORDS
 from core.interactions import ITEM, TS, USER
@@ -109,18 +110,13 @@ class ItemKNN(BaseEstimator):
         if not 0.0 < self.recency_decay <= 1.0:
             raise ValueError(f"recency_decay={self.recency_decay}: must lie in (0, 1].")
         self.items_ = _catalogue_items(catalogue, train)
-        pairs = train[[USER, ITEM]].astype(str).drop_duplicates()
-        users = pd.Index(pairs[USER].unique())
-        x = sp.csr_matrix((np.ones(len(pairs)), (users.get_indexer(pairs[USER]),
-                                                 pd.Index(self.items_).get_indexer(pairs[ITEM]))),
-                          shape=(len(users), len(self.items_)))  # (U, I) user has item
-        co = (x.T @ x).tocsr()  # (I, I) users with both
-        degree = co.diagonal()  # (I,) users with the item
-        scale = np.divide(1.0, np.sqrt(degree), out=np.zeros_like(degree), where=degree > 0)
-        sim = sp.diags(scale) @ co @ sp.diags(scale)
-        sim.setdiag(0.0)
-        sim.eliminate_zeros()
-        self.similarity_ = sim.tocsr()
+        table = CoVisits.fit(train)  # over the trained items
+        at = pd.Index(self.items_).get_indexer(table.items)  # (T,) their catalogue columns
+        pick = sp.csr_matrix((np.ones(len(at)), (np.arange(len(at)), at)),
+                             shape=(len(at), len(self.items_)))  # (T, I)
+        self.similarity_ = (pick.T @ table.similarity @ pick).tocsr()  # (I, I)
+        degree = np.zeros(len(self.items_))  # (I,) users with the item
+        degree[at] = table.degree
         popularity = degree / max(degree.max(initial=0.0), 1.0)  # (I,) in [0, 1]
         self.tiebreak_ = TIEBREAK * popularity * float(self.popularity_tiebreak)  # (I,)
         return self

@@ -49,6 +49,10 @@ class CoVisits:
             raise ValueError(f"co-visit counts {self.counts.shape} and degrees "
                              f"{self.degree.shape} do not fit {len(self.items)} items.")
         self.column = {item: c for c, item in enumerate(self.items)}
+        scale = np.divide(1.0, np.sqrt(self.degree), out=np.zeros_like(self.degree),
+                          where=self.degree > 0)
+        # (I, I) sim(i, j), 0 on the diagonal: what the retrieval and ItemKNN read
+        self.similarity = (sp.diags(scale) @ self.counts @ sp.diags(scale)).tocsr()
         # The last history's scores over all items: a query's candidates share its
         # history, so scoring them costs one row product (one tuple: thread-safe swap).
         self._last: tuple[tuple[int, ...], np.ndarray] = ((), np.zeros(len(self.items)))
@@ -108,10 +112,7 @@ class CoVisits:
     def _compute_row(self, columns: list[int]) -> np.ndarray:
         if not columns:
             return np.zeros(len(self.items))
-        co = np.asarray(self.counts[columns].todense())  # (H, I)
-        scale = np.sqrt(self.degree[columns][:, None] * self.degree[None, :])  # (H, I)
-        sims = np.divide(co, scale, out=np.zeros_like(co), where=scale > 0)
-        return sims.sum(axis=0)
+        return np.asarray(self.similarity[columns].sum(axis=0)).ravel()  # (I,)
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / FILE

@@ -262,12 +262,16 @@ class CustomerDataset(Dataset):
         options = self.groups[i]
         return options[int(self.rng.integers(len(options)))]
 
+    def text_pairs(self, i: int) -> tuple[list[str], list[str]]:
+        """The text pairs of one of customer i's groups (`group`)."""
+        return group_text_pairs(self.group(i), self.items, omit=self.omit,
+                                co_visits=self.co_visits,
+                                own=self.own.get(self.customers[i], frozenset()))
+
     def mix_features(self, i: int) -> np.ndarray:
         """The prior's inputs of one of customer i's groups, (G,) or (G, F): what the
         learnt mix reads, without the encoder's states."""
-        text_a, text_b = group_text_pairs(self.group(i), self.items, omit=self.omit,
-                                          co_visits=self.co_visits,
-                                          own=self.own.get(self.customers[i], frozenset()))
+        text_a, text_b = self.text_pairs(i)
         if self.prior is None:
             return np.zeros(len(text_a), dtype=np.float32)
         return np.asarray(self.prior(text_a, text_b), dtype=np.float32)
@@ -281,10 +285,7 @@ class CustomerDataset(Dataset):
         indices). Every new text of the batch goes through the frozen layers and the
         prior's encoder together, sorted by length: one small forward pass per customer
         kept the CPU's matrix units idle and cost several times as much."""
-        pairs = [group_text_pairs(self.group(i), self.items, omit=self.omit,
-                                  co_visits=self.co_visits,
-                                  own=self.own.get(self.customers[i], frozenset()))
-                 for i in indices]
+        pairs = [self.text_pairs(i) for i in indices]
         if not pairs:
             return []
         text_a = [a for texts, _ in pairs for a in texts]

@@ -133,23 +133,25 @@ def _percentile(value: object) -> str | None:
     return f"{int(value)} of 100"
 
 
+def _number(text_b: str, pattern: re.Pattern) -> float | None:
+    """The number of the candidate side's field that `pattern` matches (None: absent)."""
+    for part in text_b.split(SEPARATOR):
+        match = pattern.match(part)
+        if match:
+            return float(match.group(1))
+    return None
+
+
 def popularity_feature(text_b: str) -> float:
     """The candidate side's popularity percentile as a centred, unit-variance number
     ((p - 50.5) / 28.87 for p uniform on 1..100); 0 where the field is absent."""
-    for part in text_b.split(SEPARATOR):
-        match = POPULARITY_TEXT.match(part)
-        if match:
-            return (int(match.group(1)) - 50.5) / 28.866
-    return 0.0
+    percentile = _number(text_b, POPULARITY_TEXT)
+    return 0.0 if percentile is None else (percentile - 50.5) / 28.866
 
 
 def co_visit_feature(text_b: str) -> float:
     """The candidate side's co-visit score (0 where the field is absent)."""
-    for part in text_b.split(SEPARATOR):
-        match = CO_VISITS_TEXT.match(part)
-        if match:
-            return float(match.group(1))
-    return 0.0
+    return _number(text_b, CO_VISITS_TEXT) or 0.0
 
 
 def encoder_text(text_b: str) -> str:
