@@ -11,6 +11,7 @@ import json
 import math
 from typing import NoReturn
 
+from core import model_runs
 from core.config import Paths
 
 SPLIT_NAMES = {"leave-last-out": "leave_last_out", "time": "time"}
@@ -85,6 +86,9 @@ def _print_run(run_id: str) -> None:
         if p.get("co_visits"):
             print(f"    co-visits: exact counts of customers per item pair "
                   f"({p['co_visits']['customers']} customers) shipped with the model")
+    final_mix = model_runs.final_mix_note(loaded.metrics)
+    if final_mix:
+        print(f"    {final_mix}")
     if model:
         print(f"    test: HR@10 {model.get('hr@10', float('nan')):.3f}  NDCG@10 "
               f"{model.get('ndcg@10', float('nan')):.3f}  ({model.get('users')} customers)")

@@ -199,6 +199,25 @@ SEGMENT_LABELS = {"warm_items": "items seen in training", "cold_items":
                   "customers with at most 2 earlier interactions"}
 
 
+def final_mix_note(metrics: Mapping[str, object]) -> str | None:
+    """One line on a non-private run's validation fit of its final logit's weights
+    (`core.mix_fit.fit_on_validation`), or None where the run made none."""
+    fit = (metrics.get("timing") or {}).get("final_mix")
+    if not fit:
+        return None
+    drawn, ranked = fit.get("validation_customers", 0), fit.get("ranked", 0)
+    where = f"{drawn:,} validation customers, {ranked:,} of them ranked among their candidates"
+    if fit.get("kept") != "fitted":
+        return f"Final weights kept as trained ({fit.get('reason', '')}; {where})"
+    names = fit.get("weights_of") or ["head"] + [f"input {i}" for i in
+                                                  range(1, len(fit["fitted"]))]
+    weights = ", ".join(f"{n.replace('_', '-')} ×{w:.2f}" if n == "head" else
+                        f"{n.replace('_', '-')} {w:.2f}"
+                        for n, w in zip(names, fit["fitted"], strict=False))
+    return (f"Final weights fitted on {where}: {weights}; validation NDCG@10 "
+            f"{fit['ndcg_before']:.3f} → {fit['ndcg_after']:.3f}")
+
+
 def segments_frame(metrics: Mapping[str, object]) -> pd.DataFrame:
     """Cold start, reported apart: `segment, model, users, hr@10, ndcg@10` for the model
     and each baseline on every recorded segment (empty when none was recorded)."""

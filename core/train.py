@@ -23,7 +23,10 @@ is shown, never used to choose the model under DP).
 A NON-PRIVATE run's model also reads co-visits (`core.co_visits`: the item-kNN
 statistic of its training customers, exact) and retrieves the items most often bought
 with the history shown; no DP release of pair counts pays at these scales, so DP runs
-never read them (`model_config_for`).
+never read them (`model_config_for`). After training, a non-private run fits its final
+logit's weights (the head's scale and the mix's) on the validation targets ranked among
+their candidates (`core.mix_fit.fit_on_validation`): what the model is used for, where
+the training groups' negatives are uniform and same-category ones.
 
 Candidates at inference (`CrossEncoderRecommender`): a cross-encoder reads one text
 pair per (customer, item), far too slow for the whole catalogue on a CPU, so it
@@ -49,7 +52,7 @@ from sklearn.base import BaseEstimator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from core import dp_plan, item_popularity
+from core import dp_plan, item_popularity, mix_fit
 from core.baselines import item_text
 from core.clipping import BookkeepingClipping
 from core.co_visits import CoVisits, own_items
@@ -139,6 +142,9 @@ class TrainConfig:
     popularity_share: the share of epsilon that the popularity counts would cost ALONE
         (for a model that reads popularity); DP-SGD's noise is then set so that both,
         composed by the accountant, spend `epsilon`.
+    final_mix_users: validation targets on which a NON-PRIVATE run fits its final
+        logit's weights after training (`core.mix_fit.fit_on_validation`; 0: none).
+        Ignored by DP runs: the fit reads the validation targets without noise.
     """
 
     epsilon: float = 3.0
@@ -170,6 +176,7 @@ class TrainConfig:
     eval_baselines: bool = False
     popularity_cap: int = item_popularity.DEFAULT_CAP
     popularity_share: float = 0.25
+    final_mix_users: int = mix_fit.VALIDATION_CUSTOMERS
 
     def __post_init__(self) -> None:
         if not self.non_private and not (self.epsilon > 0 and math.isfinite(self.epsilon)):
@@ -661,6 +668,11 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                                                     model_config, plan, progress=progress,
                                                     bert_config=bert_config, **visits)
         recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
+        if config.non_private and model.mixes and config.final_mix_users > 0:
+            started = time.perf_counter()
+            timing["final_mix"] = mix_fit.fit_on_validation(
+                recommender, split, customers=config.final_mix_users, seed=config.seed)
+            timing["final_mix"]["seconds"] = time.perf_counter() - started
         eval_split = sample_test_users(split, config.eval_users, seed=config.seed)
         started = time.perf_counter()
         segments = evaluate_segments(recommender, eval_split, held)
@@ -977,37 +989,6 @@ def check_accounted(engine, plan: PrivacyPlan) -> None:
                              f"{plan.steps} steps at q = {plan.sample_rate}")
 
 
-def fit_mix(model: CrossEncoder, dataset: CustomerDataset, *, customers: int = 2000,
-            seed: int = 0) -> np.ndarray:
-    """Start a NON-PRIVATE model's mix at its maximum-likelihood weights: the listwise
-    loss of the mix alone (the head is zero at the start, so the mix is the whole
-    logit) over one group of each of a seeded sample of `customers`, by L-BFGS.
-
-    The mix's few weights sit at a logit scale of 1-10 and Adam moves each by about its
-    learning rate per step: a non-private run of a few dozen steps could not take an
-    exact feature such as the co-visits from 0 to the weight it merits. Reads the
-    training data without noise: never for a DP run (there the weights start at the
-    zero-shot prior and learn under DP-SGD's noise)."""
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(dataset), size=min(customers, len(dataset)), replace=False)
-    features = torch.from_numpy(np.stack([dataset.mix_features(int(i)) for i in chosen]))
-    if features.dim() == 2:  # (N, G) -> (N, G, 1)
-        features = features.unsqueeze(-1)
-    weight = model.prior_mix.weight.detach().clone().reshape(-1).requires_grad_(True)
-    optimizer = torch.optim.LBFGS([weight], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = listwise_loss(features @ weight).mean()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    with torch.no_grad():
-        model.prior_mix.weight.copy_(weight.detach().reshape(model.prior_mix.weight.shape))
-    return model.prior_mix.weight.detach().reshape(-1).numpy().copy()
-
-
 def _trainable_state(model: CrossEncoder) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -1022,7 +1003,7 @@ def _fit(groups, catalogue: pd.DataFrame, split: Split, config: TrainConfig,
                             own=own)
     mix_start = None
     if config.non_private and model.mixes:
-        mix_start = fit_mix(model, dataset, seed=config.seed)
+        mix_start = mix_fit.fit_mix(model, dataset, seed=config.seed)
     module, optimizer, loader, engine = prepare_training(model, dataset, config, plan)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(0.0, 1.0 - step / max(plan.steps, 1)))

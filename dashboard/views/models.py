@@ -138,6 +138,10 @@ with metrics_col:
             )
         )
 
+    final_mix = model_runs.final_mix_note(run.metrics)
+    if final_mix:
+        st.caption(final_mix)
+
     cold = model_runs.segments_frame(run.metrics)
     if not cold.empty:
         st.markdown("**Cold start**, reported apart")

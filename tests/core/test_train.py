@@ -394,25 +394,3 @@ def test_grad_samples_kept_without_copy_and_padded_or_added_as_opacus_does():
     view, third = torch.randn(4, 6)[:, :3], torch.nn.Parameter(torch.zeros(3))
     _store_grad_sample(param=third, grad_sample=view, max_batch_len=4)
     assert third._current_grad_sample is not view  # a view is copied, never aliased
-
-
-def test_fit_mix_starts_a_non_private_mix_at_its_best_fit():
-    """fit_mix: the mix's weights that minimise the listwise loss of the mix alone."""
-    model = CrossEncoder.from_config(TINY, ModelConfig(max_length=48, item_length=16,
-                                                       prior_scale=1.0, popularity=False,
-                                                       co_visits=True))
-    rng = np.random.default_rng(0)
-
-    class Groups:  # groups of 4: the positive first, with a higher co-visit score
-        def __len__(self):
-            return 50
-
-        def mix_features(self, i):
-            features = rng.normal(size=(4, 2)).astype(np.float32) * 0.1
-            features[0, 1] += 1.0
-            return features
-
-    start = model.prior_mix.weight.detach().clone()
-    weights = train_mod.fit_mix(model, Groups(), customers=50)
-    assert weights.shape == (2,) and weights[1] > 2.0 > start[0, 1]
-    assert np.allclose(model.prior_mix.weight.detach().numpy().ravel(), weights)

@@ -94,7 +94,12 @@ def write_fake_run(
                 "coverage@10": 0.40,
                 "targets_outside_catalogue": 0,
             },
-            "timing": {"steps": steps, "seconds_per_step": 2.8},
+            "timing": {"steps": steps, "seconds_per_step": 2.8, **({} if private else {
+                "final_mix": {"validation_customers": 60, "ranked": 51, "kept": "fitted",
+                              "weights_of": ["head", "prior", "popularity", "co_visits"],
+                              "trained": [1.0, 4.7, 0.75, 3.6],
+                              "fitted": [0.41, 3.16, 0.29, 3.69],
+                              "ndcg_before": 0.196, "ndcg_after": 0.202}})},
             **({"baselines": BASELINES} if baselines else {}),
         },
         "fingerprint.json": {
@@ -267,6 +272,18 @@ def test_selecting_the_non_private_run_warns_and_draws_no_epsilon_curve(two_runs
     assert any("no baselines recorded" in c.value for c in at.caption)
     assert any("Co-visits: exact counts of customers per item pair (70 customers; not "
                "private, non-private runs only)" in c.value for c in at.caption)
+    assert any("Final weights fitted on 60 validation customers, 51 of them ranked among "
+               "their candidates: head ×0.41, prior 3.16, popularity 0.29, co-visits 3.69; "
+               "validation NDCG@10 0.196 → 0.202" in c.value for c in at.caption)
+
+
+def test_final_mix_note_says_when_the_trained_weights_were_kept():
+    fit = {"validation_customers": 12, "ranked": 3, "kept": "trained",
+           "reason": "too few validation targets among their candidates"}
+    assert model_runs.final_mix_note({"timing": {"final_mix": fit}}) == (
+        "Final weights kept as trained (too few validation targets among their candidates; "
+        "12 validation customers, 3 of them ranked among their candidates)")
+    assert model_runs.final_mix_note({"timing": {"steps": 3}}) is None
 
 
 def test_segments_frame_reports_cold_start_apart():
