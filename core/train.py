@@ -670,8 +670,11 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
         recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
         if config.non_private and model.mixes and config.final_mix_users > 0:
             started = time.perf_counter()
+            # the audit pool's left-out half never reaches the model, validation included
+            fit_split = replace(split, valid=split.valid[split.valid[USER].astype(str).map(
+                lambda u: pool.get(u, True))])
             timing["final_mix"] = mix_fit.fit_on_validation(
-                recommender, split, customers=config.final_mix_users, seed=config.seed)
+                recommender, fit_split, customers=config.final_mix_users, seed=config.seed)
             timing["final_mix"]["seconds"] = time.perf_counter() - started
         eval_split = sample_test_users(split, config.eval_users, seed=config.seed)
         started = time.perf_counter()

@@ -19,8 +19,9 @@ CUSTOMERS = 100
 # Deliberately overfit: every layer-6 weight learns fast for many epochs on few people.
 # 60 epochs: at 30 the non-private run's bound sat near the edge (0.18 from 66 of 100
 # right guesses, and 0 in another run); at 60 it is 0.69 (76 of 100).
+# No validation fit of the final weights: it would turn the overfit head down.
 OVERFIT = dict(epochs=60, batch_size=8, lr=2e-3, head_lr=2e-3, val_users=0, eval_users=5,
-               audit_pool=CUSTOMERS)
+               audit_pool=CUSTOMERS, final_mix_users=0)
 MODEL = replace(TINY_MODEL, trainable_layers=1, prior_scale=10.0)
 
 
@@ -75,6 +76,28 @@ def test_left_out_pool_customers_never_reach_training(warehouse_paths, monkeypat
     assert len(pool) == 20
     assert {u for u, inside in pool.items() if not inside}.isdisjoint(trained)
     assert {u for u, inside in pool.items() if inside} <= trained
+
+
+def test_left_out_pool_customers_never_reach_the_validation_fit(warehouse_paths,
+                                                                monkeypatch):
+    from core import mix_fit
+    from core import train as train_mod
+
+    build_warehouse(warehouse_paths, customers=40)
+    fitted_on: set[str] = set()
+    real = mix_fit.fit_on_validation
+
+    def spy(recommender, split, **kwargs):
+        fitted_on.update(split.valid["user_pseudonym"].astype(str))
+        return real(recommender, split, **kwargs)
+
+    monkeypatch.setattr(train_mod.mix_fit, "fit_on_validation", spy)
+    run_id = train(warehouse_paths, quick(non_private=True, audit_pool=20),
+                   model_config=TINY_MODEL, bert_config=TINY, progress=False)
+    pool = json.loads((warehouse_paths.models_dir / run_id / "config.json").read_text()
+                      )["membership_pool"]
+    assert fitted_on and {u for u, inside in pool.items() if not inside}.isdisjoint(fitted_on)
+    assert {u for u, inside in pool.items() if inside} <= fitted_on
 
 
 def test_a_run_without_a_pool_cannot_be_audited(warehouse_paths):
