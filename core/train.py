@@ -114,7 +114,10 @@ class TrainConfig:
         not move more than 0.2 in 200 steps, and a DP run stayed at its initial mix.
         The defaults suit DP on a few hundred customers: the 1.8M encoder-layer weights
         get far more noise than signal per coordinate, so they barely move; the head
-        learns.
+        learns. head_lr 5e-3 rather than 1e-3: on 50,000 generated customers a DP run's
+        head at 1e-3 was too small by about 5x (the validation fit of the final weights,
+        read as a diagnosis, scaled it by 5.4) and NDCG@10 rose from 0.102 to 0.124 at
+        5e-3; on Gift Cards the three seeds were no worse.
     non_private: train without DP (explicit only); recorded with epsilon = inf.
     grad_sample_mode: how each customer's gradient is clipped, one of GRAD_SAMPLE_MODES
         (the same guarantee; they differ in speed and memory).
@@ -153,7 +156,7 @@ class TrainConfig:
     epochs: int = 8
     batch_size: int = 128
     lr: float = 1e-5
-    head_lr: float | None = 1e-3
+    head_lr: float | None = 5e-3
     mix_lr: float = 0.05
     weight_decay: float = 0.0
     seed: int = 0
