@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from core.interactions import ITEM, PROMOTION, TS, USER
+from core.model import mix_input_names
 from core.splits import Split, histories_frame
 
 VALIDATION_CUSTOMERS = 500  # validation targets ranked for the final fit (a seeded sample)
@@ -72,6 +73,11 @@ def fit_listwise(features: Sequence[np.ndarray], targets: Sequence[int], start: 
     return (fixed + mask * delta).detach().numpy()
 
 
+def _weights(model) -> np.ndarray:
+    """The model's mix weights (F,), float64."""
+    return model.prior_mix.weight.detach().double().reshape(-1).numpy().copy()
+
+
 def fit_mix(model, dataset, *, customers: int = 2000, seed: int = 0) -> np.ndarray:
     """Start a NON-PRIVATE model's mix at its maximum-likelihood weights on one group of
     each of a seeded sample of `customers` (`core.examples.CustomerDataset`: the
@@ -79,12 +85,11 @@ def fit_mix(model, dataset, *, customers: int = 2000, seed: int = 0) -> np.ndarr
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(dataset), size=min(customers, len(dataset)), replace=False)
     features = [np.asarray(dataset.mix_features(int(i)), dtype=np.float64) for i in chosen]
-    start = model.prior_mix.weight.detach().double().reshape(-1).numpy()
-    weights = fit_listwise(features, [0] * len(features), start)
+    weights = fit_listwise(features, [0] * len(features), _weights(model))
     with torch.no_grad():
         model.prior_mix.weight.copy_(torch.from_numpy(weights).reshape(
             model.prior_mix.weight.shape))
-    return model.prior_mix.weight.detach().reshape(-1).numpy().copy()
+    return _weights(model)
 
 
 def _ndcg(features: Sequence[np.ndarray], targets: Sequence[int], weights: np.ndarray,
@@ -117,8 +122,7 @@ def validation_lists(recommender, split: Split, *, customers: int, seed: int = 0
     text_a, text_b = recommender.text_pairs(history, queries, columns)
     logits = model.score_pairs(text_a, text_b)  # (N,) the whole logit
     mix = model.prior_similarity(text_a, text_b).reshape(len(text_a), -1)  # (N, F)
-    weights = model.prior_mix.weight.detach().double().reshape(-1).numpy()
-    head = logits - mix @ weights  # (N,) what the encoder and head add
+    head = logits - mix @ _weights(model)  # (N,) what the encoder and head add
     features, positives = [], []
     start = 0
     for wanted, cols in zip(targets[ITEM].astype(str), columns, strict=True):
@@ -141,12 +145,10 @@ def fit_on_validation(recommender, split: Split, *, customers: int = VALIDATION_
     model = recommender.model
     features, positives, drawn = validation_lists(recommender, split, customers=customers,
                                                   seed=seed)
-    start = np.concatenate([[1.0], model.prior_mix.weight.detach().double().reshape(-1)
-                            .numpy()])
-    names = ["head", "prior"] + (["popularity"] if model.config.popularity else []) + (
-        ["co_visits"] if model.config.co_visits else [])
+    start = np.concatenate([[1.0], _weights(model)])
     record: dict[str, object] = {"validation_customers": drawn, "ranked": len(features),
-                                 "weights_of": names, "trained": [float(w) for w in start]}
+                                 "weights_of": ["head", *mix_input_names(model.config)],
+                                 "trained": [float(w) for w in start]}
     if len(features) < MIN_RANKED:
         record.update(kept="trained", reason="too few validation targets among their "
                                              "candidates")

@@ -200,10 +200,11 @@ def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return list(position), index
 
 
-def _mix_inputs(config: ModelConfig) -> int:
-    """Inputs of the learnt mix: the prior's cosine, the popularity feature (if read),
-    the co-visit feature (if read), in that order."""
-    return 1 + int(config.popularity) + int(config.co_visits)
+def mix_input_names(config: ModelConfig) -> tuple[str, ...]:
+    """Inputs of the learnt mix, in order: the prior's cosine, the popularity feature
+    (if read), the co-visit feature (if read)."""
+    return ("prior", *(("popularity",) if config.popularity else ()),
+            *(("co_visits",) if config.co_visits else ()))
 
 
 class CrossEncoder(nn.Module):
@@ -229,7 +230,7 @@ class CrossEncoder(nn.Module):
         # The prior's (and the popularity feature's) weight: a Linear (not bare
         # Parameters) so that Opacus and the book-keeping clipping compute its
         # per-customer gradient like any other layer's.
-        self.prior_mix = nn.Linear(_mix_inputs(config), 1, bias=False)
+        self.prior_mix = nn.Linear(len(mix_input_names(config)), 1, bias=False)
         with torch.no_grad():
             self.prior_mix.weight[0, 0] = config.prior_scale
             if config.popularity:
@@ -281,7 +282,7 @@ class CrossEncoder(nn.Module):
     @property
     def mixes(self) -> bool:
         """True where the logit adds a learnt mix of the prior and/or popularity."""
-        return self.config.prior_scale > 0 or _mix_inputs(self.config) > 1
+        return self.config.prior_scale > 0 or len(mix_input_names(self.config)) > 1
 
     def start_at_prior(self) -> CrossEncoder:
         """With a prior, zero the head so that the untrained model IS the prior."""
@@ -474,7 +475,7 @@ class CrossEncoder(nn.Module):
     def mix_inputs(self, cosine: np.ndarray, text_b: Sequence[str]) -> np.ndarray:
         """The mix's inputs from the prior's cosines (N,) (at any precision): (N,), or
         (N, F) with the popularity and/or co-visit feature of each candidate text."""
-        if _mix_inputs(self.config) == 1:
+        if len(mix_input_names(self.config)) == 1:
             return cosine
         columns = [cosine]
         if self.config.popularity:

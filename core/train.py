@@ -466,10 +466,16 @@ def model_config_for(config: TrainConfig, model_config: ModelConfig) -> ModelCon
     return model_config
 
 
+def pool_members(frame: pd.DataFrame, pool: dict[str, bool]) -> pd.DataFrame:
+    """The rows of `frame` whose customer may reach the model: all but the membership
+    audit pool's left-out half."""
+    return frame[frame[USER].astype(str).map(lambda u: pool.get(u, True))]
+
+
 def trained_on(split: Split, pool: dict[str, bool]) -> pd.DataFrame:
     """The training interactions that statistics of a run may read: every training
     customer's (not only those with an example), minus the audit pool's left-out half."""
-    return split.train[split.train[USER].astype(str).map(lambda u: pool.get(u, True))]
+    return pool_members(split.train, pool)
 
 
 def plan_run(config: TrainConfig, model_config: ModelConfig, split: Split, groups,
@@ -673,9 +679,7 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
         recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
         if config.non_private and model.mixes and config.final_mix_users > 0:
             started = time.perf_counter()
-            # the audit pool's left-out half never reaches the model, validation included
-            fit_split = replace(split, valid=split.valid[split.valid[USER].astype(str).map(
-                lambda u: pool.get(u, True))])
+            fit_split = replace(split, valid=pool_members(split.valid, pool))
             timing["final_mix"] = mix_fit.fit_on_validation(
                 recommender, fit_split, customers=config.final_mix_users, seed=config.seed)
             timing["final_mix"]["seconds"] = time.perf_counter() - started
