@@ -85,7 +85,14 @@ import pandas as pd
 
 from core.co_visits import CoVisits
 from core.config import PROJECT_ROOT, Paths, PrivacyConfig
-from core.fields import Field, ModelInput, field_kind, history_fields, item_fields
+from core.fields import (
+    Field,
+    ModelInput,
+    category_share,
+    field_kind,
+    history_fields,
+    item_fields,
+)
 from core.interactions import (
     ITEM,
     STRONG_EVENT_TYPES,
@@ -274,12 +281,13 @@ def target_categories(campaign: Campaign, catalogue: pd.DataFrame) -> list[str]:
 
 
 def campaign_input(history: Sequence[tuple[str, Mapping[str, object]]], campaign: Campaign,
-                   candidate: Mapping[str, object], *, co_visits: CoVisits | None = None
-                   ) -> ModelInput:
+                   candidate: Mapping[str, object], *, co_visits: CoVisits | None = None,
+                   with_share: bool = False) -> ModelInput:
     """The model input of one customer and one target item in the campaign's context:
     history fields (most recent first), season (unless 'any'), promotion, item fields
-    (with the co-visit score against the history, for a model that reads co-visits).
-    No weekday: a campaign does not have one."""
+    (with the co-visit score against the history, for a model that reads co-visits, and
+    the category share of the history, for a model that reads it). No weekday: a
+    campaign does not have one."""
     context = []
     if campaign.season != "any":
         context.append(Field("ctx_season", "a", f"season: {campaign.season}"))
@@ -287,7 +295,9 @@ def campaign_input(history: Sequence[tuple[str, Mapping[str, object]]], campaign
                          f"promotion: {'on' if campaign.promotion else 'off'}"))
     value = None if co_visits is None else co_visits.score(
         [str(record.get(ITEM)) for _, record in history], str(candidate.get(ITEM)))
-    return (*history_fields(history), *context, *item_fields(candidate, co_visits=value))
+    share = category_share(history, candidate) if with_share else None
+    return (*history_fields(history), *context,
+            *item_fields(candidate, co_visits=value, share=share))
 
 
 # --- storage of definitions -----------------------------------------------------------------
@@ -692,7 +702,8 @@ def cross_encoder_scores(model, campaign: Campaign, recent: Mapping[str, list[tu
         for item in row:
             a, b = model.text_pair(campaign_input(history, campaign,
                                                   records.get(item) or {ITEM: item},
-                                                  co_visits=getattr(model, "co_visits", None)))
+                                                  co_visits=model.co_visits,
+                                                  with_share=model.config.category_share))
             text_a.append(a)
             text_b.append(b)
     if score_fn is None:
@@ -1158,8 +1169,8 @@ def group_attributions(attributions: Mapping[str, float]) -> dict[str, float]:
 
 def explain_audience(scores: pd.DataFrame, interactions: pd.DataFrame,
                      catalogue: pd.DataFrame, campaign: Campaign, *, explainer: Explainer,
-                     history_len: int, cap: int, co_visits: CoVisits | None = None
-                     ) -> pd.DataFrame:
+                     history_len: int, cap: int, co_visits: CoVisits | None = None,
+                     with_share: bool = False) -> pd.DataFrame:
     """Reasons for the first `cap` audience members by rank (holdout and customers
     without history left out): the explainer's top `REASONS_PER_CUSTOMER` phrases on the
     customer's best target item, and the attributions per field group.
@@ -1177,7 +1188,7 @@ def explain_audience(scores: pd.DataFrame, interactions: pd.DataFrame,
     for user, item in zip(chosen[USER], chosen["best_item"], strict=True):
         history = [(kind, records.get(i) or {ITEM: i}) for kind, i in recent[user]]
         fields = campaign_input(history, campaign, records.get(item) or {ITEM: item},
-                                co_visits=co_visits)
+                                co_visits=co_visits, with_share=with_share)
         phrases, attributions = explainer(fields)
         rows.append({USER: user, ITEM: item,
                      "reasons": [str(p) for p in list(phrases)[:REASONS_PER_CUSTOMER]],
@@ -1294,7 +1305,8 @@ def score_campaign(paths: Paths, campaign_id: str, *, config: ScoringConfig = Sc
                                    campaign,
                                    explainer=explainer_factory(model),
                                    history_len=model.config.history_len, cap=config.reasons,
-                                   co_visits=model.co_visits)
+                                   co_visits=model.co_visits,
+                                   with_share=model.config.category_share)
         result.timing["reasons_s"] = time.perf_counter() - t0
         result.timing["reasons_customers"] = len(reasons)
     save_scoring(paths, campaign, result, scores, run_id=run_id, reasons=reasons)

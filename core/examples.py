@@ -105,27 +105,31 @@ def _promotion(value: object) -> bool | None:
 def model_input(history: Sequence[tuple[str, str]], ts: pd.Timestamp | None,
                 promotion: bool | None, candidate: str,
                 items: Mapping[str, Mapping[str, object]], *,
-                co_visits: CoVisits | None = None, own: frozenset[str] = frozenset()
-                ) -> ModelInput:
+                co_visits: CoVisits | None = None, own: frozenset[str] = frozenset(),
+                with_share: bool = False) -> ModelInput:
     """The named fields of one (history, context, candidate); `history` is
     (event_type, item_id) pairs, most recent first. With `co_visits` (a model that
     reads them) the candidate's co-visit score against the history shown, leaving the
-    customer's `own` items out of the counts (training examples)."""
+    customer's `own` items out of the counts (training examples); `with_share`: the
+    candidate's category share of the history shown (a model that reads it)."""
     value = None if co_visits is None else co_visits.score(
         [item for _, item in history], candidate, own=own)
     return build_input([(kind, _record(items, item)) for kind, item in history], ts,
-                       promotion, _record(items, candidate), co_visits=value)
+                       promotion, _record(items, candidate), co_visits=value,
+                       with_share=with_share)
 
 
 def group_text_pairs(group: ExampleGroup, items: Mapping[str, Mapping[str, object]], *,
                      omit: frozenset[str] = frozenset(), co_visits: CoVisits | None = None,
-                     own: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+                     own: frozenset[str] = frozenset(), with_share: bool = False
+                     ) -> tuple[list[str], list[str]]:
     """The (text_a, text_b) pairs of a group's candidates, in candidate order, without
-    the `omit` fields (a model's `omit_fields`); `co_visits` and `own` as in
-    `model_input`."""
+    the `omit` fields (a model's `omit_fields`); `co_visits`, `own` and `with_share` as
+    in `model_input`."""
     history = [(kind, item) for kind, item, _ in group.history]
     pairs = [to_text_pair(model_input(history, group.ts, group.promotion, c, items,
-                                      co_visits=co_visits, own=own),
+                                      co_visits=co_visits, own=own,
+                                      with_share=with_share),
                           masked=omit) for c in group.candidates]
     return [a for a, _ in pairs], [b for _, b in pairs]
 
@@ -236,7 +240,7 @@ class CustomerDataset(Dataset):
                  prior: Callable[[Sequence[str], Sequence[str]], np.ndarray] | None = None,
                  omit: frozenset[str] = frozenset(), seed: int = 0,
                  co_visits: CoVisits | None = None,
-                 own: Mapping[str, frozenset[str]] | None = None):
+                 own: Mapping[str, frozenset[str]] | None = None, with_share: bool = False):
         by_user: dict[str, list[ExampleGroup]] = {}
         for group in groups:
             by_user.setdefault(group.user, []).append(group)
@@ -252,6 +256,7 @@ class CustomerDataset(Dataset):
         self.omit = frozenset(omit)
         self.co_visits = co_visits
         self.own = own or {}
+        self.with_share = with_share
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -266,7 +271,8 @@ class CustomerDataset(Dataset):
         """The text pairs of one of customer i's groups (`group`)."""
         return group_text_pairs(self.group(i), self.items, omit=self.omit,
                                 co_visits=self.co_visits,
-                                own=self.own.get(self.customers[i], frozenset()))
+                                own=self.own.get(self.customers[i], frozenset()),
+                                with_share=self.with_share)
 
     def mix_features(self, i: int) -> np.ndarray:
         """The prior's inputs of one of customer i's groups, (G,) or (G, F): what the

@@ -21,12 +21,17 @@ Field names:
                     together with the history items shown (`core.co_visits`; non-private
                     models only). A number only: `encoder_text` removes it from what the
                     encoder reads, `co_visit_feature` parses it; masking removes it.
+  item_category_share
+                    "recent items in its category: 3 of 5": how many of the history items
+                    shown share the candidate's category (models that read it). Built
+                    from the customer's own history and the catalogue only, so DP and
+                    non-private models alike read it. A number only, like the co-visits.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -35,11 +40,15 @@ SEPARATOR = " ; "
 HISTORY_PREFIX = "h"
 CONTEXT_FIELDS = ("ctx_season", "ctx_day", "ctx_promotion")
 ITEM_FIELDS = ("item_title", "item_category", "item_brand", "item_price", "item_description",
-               "item_popularity", "item_co_visits")
+               "item_popularity", "item_category_share", "item_co_visits")
 POPULARITY_TEXT = re.compile(r"^popularity: (\d{1,3}) of 100$")
-NUMBER_ONLY_FIELDS = ("item_co_visits",)  # read as numbers; the encoder never sees them
+# Read as numbers only; the encoder never sees them.
+NUMBER_ONLY_FIELDS = ("item_category_share", "item_co_visits")
 CO_VISITS_LABEL = "bought with history"
 CO_VISITS_TEXT = re.compile(rf"^{CO_VISITS_LABEL}: (\d+(?:\.\d+)?)$")
+CATEGORY_SHARE_LABEL = "recent items in its category"
+CATEGORY_SHARE_TEXT = re.compile(rf"^{CATEGORY_SHARE_LABEL}: (\d+) of (\d+)$")
+_NUMBER_ONLY_TEXT = (CO_VISITS_TEXT, CATEGORY_SHARE_TEXT)
 DESCRIPTION_WORDS = 24  # a snippet: enough to say what the item is, cheap to encode
 EVENT_VERBS = {"view": "viewed", "click": "clicked", "add_to_cart": "added to cart",
                "purchase": "purchased", "review": "reviewed"}
@@ -102,10 +111,25 @@ def context_fields(ts: pd.Timestamp | None, promotion: bool | None) -> list[Fiel
     return fields
 
 
-def item_fields(item: Mapping[str, object], *, co_visits: float | None = None
-                ) -> list[Field]:
+def category_share(history: Iterable[tuple[str, Mapping[str, object]]],
+                   candidate: Mapping[str, object]) -> tuple[int, int] | None:
+    """(history items in the candidate's category, history items) of the history shown;
+    None where there is no history or the candidate has no category. Categories compare
+    without case and surrounding space; a history item without one counts as another."""
+    category = _clean(candidate.get("category"))
+    items = [item for _, item in history]
+    if category is None or not items:
+        return None
+    key = category.casefold()
+    same = sum((_clean(item.get("category")) or "").casefold() == key for item in items)
+    return same, len(items)
+
+
+def item_fields(item: Mapping[str, object], *, co_visits: float | None = None,
+                share: tuple[int, int] | None = None) -> list[Field]:
     """The candidate's fields; `co_visits` (None: the model reads none) is its
-    `core.co_visits` score against the history shown."""
+    `core.co_visits` score against the history shown, `share` its `category_share`
+    (None: no field)."""
     description = _clean(item.get("description"))
     if description:
         description = " ".join(description.split()[:DESCRIPTION_WORDS])
@@ -122,6 +146,9 @@ def item_fields(item: Mapping[str, object], *, co_visits: float | None = None
               "item_popularity": "popularity"}
     fields = [Field(name, "b", f"{labels[name]}: {value}") for name, value in values.items()
               if value]
+    if share is not None:
+        fields.append(Field("item_category_share", "b",
+                            f"{CATEGORY_SHARE_LABEL}: {share[0]} of {share[1]}"))
     if co_visits is not None:
         fields.append(Field("item_co_visits", "b", f"{CO_VISITS_LABEL}: {co_visits:.3f}"))
     return fields
@@ -134,10 +161,13 @@ def _percentile(value: object) -> str | None:
 
 
 def _number(text_b: str, pattern: re.Pattern) -> float | None:
-    """The number of the candidate side's field that `pattern` matches (None: absent)."""
+    """The number of the candidate side's field that `pattern` matches (None: absent);
+    a pattern with two groups reads "k of n" as k / n."""
     for part in text_b.split(SEPARATOR):
         match = pattern.match(part)
         if match:
+            if pattern.groups == 2:
+                return float(match.group(1)) / max(float(match.group(2)), 1.0)
             return float(match.group(1))
     return None
 
@@ -154,20 +184,29 @@ def co_visit_feature(text_b: str) -> float:
     return _number(text_b, CO_VISITS_TEXT) or 0.0
 
 
+def category_share_feature(text_b: str) -> float:
+    """The candidate side's category share k / n in [0, 1] (0 where the field is absent)."""
+    return _number(text_b, CATEGORY_SHARE_TEXT) or 0.0
+
+
 def encoder_text(text_b: str) -> str:
-    """The candidate side as the encoder reads it: without the co-visit field, which the
-    model reads as a number only (so the encoder's states stay one per item, cached)."""
-    if CO_VISITS_LABEL not in text_b:
+    """The candidate side as the encoder reads it: without the number-only fields (co-
+    visits, category share), which the model reads as numbers only (so the encoder's
+    states stay one per item, cached)."""
+    if CO_VISITS_LABEL not in text_b and CATEGORY_SHARE_LABEL not in text_b:
         return text_b
-    return SEPARATOR.join(p for p in text_b.split(SEPARATOR) if not CO_VISITS_TEXT.match(p))
+    return SEPARATOR.join(p for p in text_b.split(SEPARATOR)
+                          if not any(t.match(p) for t in _NUMBER_ONLY_TEXT))
 
 
-def build_input(history: Iterable[tuple[str, Mapping[str, object]]],
+def build_input(history: Sequence[tuple[str, Mapping[str, object]]],
                 ts: pd.Timestamp | None, promotion: bool | None,
-                candidate: Mapping[str, object], *, co_visits: float | None = None
-                ) -> ModelInput:
+                candidate: Mapping[str, object], *, co_visits: float | None = None,
+                with_share: bool = False) -> ModelInput:
+    """`with_share`: add the candidate's `category_share` field (models that read it)."""
+    share = category_share(history, candidate) if with_share else None
     return (*history_fields(history), *context_fields(ts, promotion),
-            *item_fields(candidate, co_visits=co_visits))
+            *item_fields(candidate, co_visits=co_visits, share=share))
 
 
 def to_text_pair(fields: ModelInput, *, masked: frozenset[str] = frozenset()) -> tuple[str, str]:

@@ -53,7 +53,8 @@ def customer_losses(model: CrossEncoder, groups_by_customer: dict[str, list],
         for group in groups:
             text_a, text_b = group_text_pairs(
                 group, items, omit=omit, co_visits=model.co_visits,
-                own=(own or {}).get(customer, frozenset()))
+                own=(own or {}).get(customer, frozenset()),
+                with_share=model.config.category_share)
             hidden, mask = model.pair_states(text_a, text_b)
             prior = torch.from_numpy(np.asarray(model.prior_similarity(text_a, text_b),
                                                 dtype=np.float32))

@@ -63,6 +63,15 @@ Two scalars learn where DP-SGD's noise over the encoder's ~2 M coordinates drown
 signal as plain as "popular items are bought more": each gets the noise of one
 coordinate. The feature is read from side b's text, so a masked field moves it too.
 
+The category-share feature. With `category_share` on, one more number: the share of
+the history items shown that are in the candidate's category (field
+"item_category_share", "recent items in its category: 3 of 5"), w * share(a, b). It
+reads the customer's own history and the catalogue, nothing of other customers, so
+DP models read it too; its weight is one coordinate of the mix. Why a number: on
+50,000 generated customers "the history's categories, then popularity" alone ranks at
+NDCG@10 0.16 among a DP model's candidates, while the encoder, learning it from the
+texts under DP noise, reached 0.12. Read as a number only, like the co-visits.
+
 The co-visit feature (non-private models only). With `co_visits` on, a third number:
 the candidate's item-kNN score against the history shown (`core.co_visits`, field
 "item_co_visits"), w3 * co_visits(a, b). It is read as a number only: `encoder_text`
@@ -93,6 +102,7 @@ from core.co_visits import CoVisits
 from core.encoder import embed_texts, load_tokenizer, minilm_path
 from core.fields import (
     ModelInput,
+    category_share_feature,
     co_visit_feature,
     encoder_text,
     popularity_feature,
@@ -127,6 +137,9 @@ class ModelConfig:
     popularity_scale: its initial weight. 0 (the default) keeps the untrained model
         exactly the zero-shot prior; training learns how much popularity to add (a
         release too noisy to help, as on small catalogues, then stays near 0).
+    category_share: the model reads the category-share feature (runs saved before it
+        existed load without it). category_share_scale: its initial weight (0: the
+        untrained model stays the zero-shot prior; training learns it).
     co_visits: the model reads the co-visit feature (`core.co_visits`). Off by default;
         `clearmark train` asks for it, and `core.train` keeps it for non-private runs
         only (exact counts: no DP release). co_visit_scale: its initial weight.
@@ -143,6 +156,8 @@ class ModelConfig:
     prior_scale: float = 10.0
     popularity: bool = True
     popularity_scale: float = 0.0
+    category_share: bool = True
+    category_share_scale: float = 0.0
     co_visits: bool = False
     co_visit_scale: float = 0.0
     co_visit_candidates: int = 20
@@ -175,6 +190,7 @@ class ModelConfig:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         known.setdefault("popularity", False)  # saved before the feature existed
         known.setdefault("co_visits", False)
+        known.setdefault("category_share", False)
         return cls(**{**known, "omit_fields": tuple(known.get("omit_fields", ()))})
 
 
@@ -201,9 +217,10 @@ def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
 
 
 def mix_input_names(config: ModelConfig) -> tuple[str, ...]:
-    """Inputs of the learnt mix, in order: the prior's cosine, the popularity feature
-    (if read), the co-visit feature (if read)."""
+    """Inputs of the learnt mix, in order: the prior's cosine, then the popularity, the
+    category-share and the co-visit features that the model reads."""
     return ("prior", *(("popularity",) if config.popularity else ()),
+            *(("category_share",) if config.category_share else ()),
             *(("co_visits",) if config.co_visits else ()))
 
 
@@ -230,13 +247,13 @@ class CrossEncoder(nn.Module):
         # The prior's (and the popularity feature's) weight: a Linear (not bare
         # Parameters) so that Opacus and the book-keeping clipping compute its
         # per-customer gradient like any other layer's.
-        self.prior_mix = nn.Linear(len(mix_input_names(config)), 1, bias=False)
+        names = mix_input_names(config)
+        self.prior_mix = nn.Linear(len(names), 1, bias=False)
+        start = {"prior": config.prior_scale, "popularity": config.popularity_scale,
+                 "category_share": config.category_share_scale,
+                 "co_visits": config.co_visit_scale}
         with torch.no_grad():
-            self.prior_mix.weight[0, 0] = config.prior_scale
-            if config.popularity:
-                self.prior_mix.weight[0, 1] = config.popularity_scale
-            if config.co_visits:
-                self.prior_mix.weight[0, -1] = config.co_visit_scale
+            self.prior_mix.weight[0] = torch.tensor([start[n] for n in names])
         # {item_id: percentile} released by the run that trained this model
         # (`core.item_popularity`); `with_popularity` shows it to the model's inputs.
         self.item_popularity: dict[str, int] = {}
@@ -480,6 +497,9 @@ class CrossEncoder(nn.Module):
         columns = [cosine]
         if self.config.popularity:
             columns.append(self.popularity_features(text_b))
+        if self.config.category_share:
+            columns.append(np.array([category_share_feature(b) for b in text_b],
+                                    dtype=np.float32))
         if self.config.co_visits:
             columns.append(np.array([co_visit_feature(b) for b in text_b], dtype=np.float32))
         return np.stack(columns, axis=1)

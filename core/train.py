@@ -327,6 +327,7 @@ class CrossEncoderRecommender(BaseEstimator):
         text_a: list[str] = []
         text_b: list[str] = []
         n = self.model.config.history_len
+        share = self.model.config.category_share
         for query, cols in zip(queries.to_dict("records"), columns, strict=True):
             rows = known.get(str(query[USER]))
             recent = [] if rows is None else list(zip(rows[EVENT_TYPE], rows[ITEM],
@@ -337,7 +338,8 @@ class CrossEncoderRecommender(BaseEstimator):
             for c in cols:
                 a, b = self.model.text_pair(model_input(recent, ts, promotion,
                                                         self.items_[c], self.records_,
-                                                        co_visits=self.model.co_visits))
+                                                        co_visits=self.model.co_visits,
+                                                        with_share=share))
                 text_a.append(a)
                 text_b.append(b)
         return text_a, text_b
@@ -823,7 +825,8 @@ def build_dataset(groups, catalogue: pd.DataFrame, model: CrossEncoder, *,
     return CustomerDataset(groups, item_records(catalogue), pair_states=model.pair_states,
                            prior=model.prior_similarity,
                            omit=frozenset(model.config.omit_fields), seed=seed,
-                           co_visits=model.co_visits, own=own)
+                           co_visits=model.co_visits, own=own,
+                           with_share=model.config.category_share)
 
 
 def _store_grad_sample(*, param: torch.Tensor, grad_sample: torch.Tensor,

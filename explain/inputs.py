@@ -62,12 +62,14 @@ def _promotion(value: object) -> bool | None:
 def input_for(interactions: pd.DataFrame, records: Mapping[str, Mapping[str, object]],
               pseudonym: str, item_id: str, *, history_len: int,
               ts: pd.Timestamp | None = None, promotion: bool | None = None,
-              co_visits: CoVisits | None = None) -> ModelInput:
+              co_visits: CoVisits | None = None, with_share: bool = False) -> ModelInput:
     """The fields of one (customer, moment, candidate) recommendation (`co_visits`: the
-    model's, for a model that reads them)."""
+    model's, for a model that reads them; `with_share`: the model reads the category
+    share)."""
     history = recent_history(interactions, pseudonym, history_len)
     return model_input(history, None if ts is None else pd.Timestamp(ts),
-                       _promotion(promotion), str(item_id), records, co_visits=co_visits)
+                       _promotion(promotion), str(item_id), records, co_visits=co_visits,
+                       with_share=with_share)
 
 
 def item_title(records: Mapping[str, Mapping[str, object]], item_id: str) -> str:
@@ -130,7 +132,8 @@ def held_out_inputs(model: CrossEncoder, recommender, split: Split, *, on: str =
                                                    rows[ITEM].astype(str), strict=True))
         history = history[-n:][::-1]
         fields = model_input(history, pd.Timestamp(query[TS]), _promotion(query[PROMOTION]),
-                             item, records, co_visits=model.co_visits)
+                             item, records, co_visits=model.co_visits,
+                             with_share=model.config.category_share)
         out.append(HeldOut(subject=Subject(run_id=run_id, pseudonym=str(query[USER]),
                                            item_id=item, rank=1),
                            fields=fields, target_item=str(targets[ITEM].iloc[q]),

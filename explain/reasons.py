@@ -44,6 +44,7 @@ ITEM_LABELS = {"item_title": "the item's name", "item_category": "its category",
                "item_brand": "its brand", "item_price": "the price band",
                "item_description": "its description",
                "item_popularity": "how popular it is",
+               "item_category_share": "how many recent items share its category",
                "item_co_visits": "how often others bought it with the recent items"}
 
 
@@ -120,6 +121,8 @@ def reason_parts(e: Explanation) -> list[ReasonPart]:
                 label += f" ({_value(v)})"
             elif f == "item_popularity":  # "popularity: 73 of 100"
                 label += f" ({_value(v)} among items)"
+            elif f == "item_category_share":  # "recent items in its category: 3 of 5"
+                label += f" ({_value(v)})"
             elif f == "item_co_visits":  # "bought with history: 0.412"
                 label += f" (score {_value(v)})"
             groups.append((label, [(f, v, a)]))

@@ -144,7 +144,8 @@ class ExplainService:
                                f"at {self.paths.warehouse}.")
         return input_for(self.interactions, self.records, pseudonym, item_id,
                          history_len=self.model.config.history_len, ts=ts,
-                         promotion=promotion, co_visits=self.model.co_visits)
+                         promotion=promotion, co_visits=self.model.co_visits,
+                         with_share=self.model.config.category_share)
 
     def explain(self, pseudonym: str, item_id: str, *, method: str = "shap-field",
                 rank: int = 0, field_name: str | None = None,

@@ -7,7 +7,7 @@ from transformers import BertConfig
 
 from core.clipping import BookkeepingClipping
 from core.examples import listwise_loss
-from core.model import CrossEncoder, ModelConfig
+from core.model import CrossEncoder, ModelConfig, mix_input_names
 
 NO_DROPOUT = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3,
                         num_attention_heads=2, intermediate_size=64,
@@ -29,7 +29,8 @@ def _model_and_batch(trainable_layers: int):
     mask = torch.zeros(6, 4, length, dtype=torch.long)
     for i, (h, m) in enumerate(pairs):
         hidden[i, :, :h.shape[1]], mask[i, :, :m.shape[1]] = h.double(), m
-    prior = torch.rand(6, 4, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    prior = torch.rand(6, 4, len(mix_input_names(config)),
+                       generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     return model, (hidden, mask, prior)
 
 

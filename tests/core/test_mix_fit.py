@@ -33,7 +33,7 @@ def test_fit_mix_starts_a_non_private_mix_at_its_best_fit():
     """fit_mix: the mix's weights that minimise the listwise loss of the mix alone."""
     model = CrossEncoder.from_config(TINY, ModelConfig(max_length=48, item_length=16,
                                                        prior_scale=1.0, popularity=False,
-                                                       co_visits=True))
+                                                       category_share=False, co_visits=True))
     rng = np.random.default_rng(0)
 
     class Groups:  # groups of 4: the positive first, with a higher co-visit score
@@ -88,8 +88,8 @@ def test_a_non_private_run_records_its_validation_fit_and_a_dp_run_has_none(
     plain = load(train(tiny_warehouse, quick(non_private=True), model_config=model_config,
                        bert_config=TINY, progress=False), tiny_warehouse)
     fit = plain.metrics["timing"]["final_mix"]
-    assert fit["validation_customers"] == 80 and len(fit["trained"]) == 4  # head + 3 inputs
-    assert fit["weights_of"] == ["head", "prior", "popularity", "co_visits"]
+    assert fit["validation_customers"] == 80 and len(fit["trained"]) == 5  # head + 4 inputs
+    assert fit["weights_of"] == ["head", "prior", "popularity", "category_share", "co_visits"]
     assert fit["kept"] == "fitted" or fit["reason"] == "the fit lowered validation NDCG@10"
     if fit["kept"] == "fitted":
         assert np.allclose(plain.model.prior_mix.weight.detach().numpy().ravel(),

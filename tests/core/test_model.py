@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from core.fields import build_input
-from core.model import CrossEncoder, ModelConfig
+from core.fields import build_input, encoder_text
+from core.model import CrossEncoder, ModelConfig, mix_input_names
 
 TINY = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=64, max_position_embeddings=64)
@@ -26,7 +26,8 @@ def test_grouped_forward_equals_independent_pairs(prior_scale, popularity):
     model = CrossEncoder.from_config(TINY, ModelConfig(max_length=48, item_length=16,
                                                        prior_scale=prior_scale,
                                                        popularity=popularity,
-                                                       popularity_scale=1.0)
+                                                       popularity_scale=1.0,
+                                                       category_share=False)
                                      ).eval()
     with torch.no_grad():
         model.bert.classifier.weight.normal_()
@@ -68,7 +69,8 @@ def test_without_lower_layers_the_model_is_the_plain_cross_encoder():
 
 def test_only_top_layers_pooler_and_head_learn():
     model = CrossEncoder.from_config(TINY, ModelConfig(trainable_layers=1, prior_scale=0.0,
-                                                       popularity=False))
+                                                       popularity=False,
+                                                       category_share=False))
     names = trainable_names(model)
     assert names and all(n.startswith(("bert.bert.encoder.layer.1.", "bert.bert.pooler.",
                                        "bert.classifier.")) for n in names)
@@ -80,8 +82,8 @@ def test_only_top_layers_pooler_and_head_learn():
 
 
 def test_prior_model_starts_as_the_prior_and_needs_it():
-    model = CrossEncoder.from_config(TINY, ModelConfig(prior_scale=5.0,
-                                                       popularity=False)).eval()
+    model = CrossEncoder.from_config(TINY, ModelConfig(prior_scale=5.0, popularity=False,
+                                                       category_share=False)).eval()
     assert "prior_mix.weight" in trainable_names(model)
     hidden, mask = model.pair_states(TEXT_A, TEXT_B)
     prior = torch.tensor([0.1, 0.5, -0.2])
@@ -95,7 +97,7 @@ def test_the_popularity_field_moves_the_score_by_its_learnt_weight():
     model = CrossEncoder.from_config(TINY, ModelConfig(prior_scale=5.0, popularity_scale=2.0,
                                                        omit_fields=("item_description",))
                                      ).eval()
-    assert model.prior_mix.weight.tolist() == [[5.0, 2.0]]
+    assert model.prior_mix.weight.tolist() == [[5.0, 2.0, 0.0]]
     history = [("purchase", {"item_id": "a", "title": "Mug", "category": "Kitchen"})]
     item = {"item_id": "b", "title": "Teapot", "category": "Kitchen"}
     plain = build_input(history, None, None, item)
@@ -115,9 +117,38 @@ def test_the_popularity_field_moves_the_score_by_its_learnt_weight():
     assert masked[0] == pytest.approx(logits[0], abs=1e-5)  # the field gone, its number too
     # runs saved before the feature existed load without it
     assert ModelConfig.from_dict({"prior_scale": 10.0}).popularity is False
-    # by default the popularity weight starts at 0: the untrained model is the prior
+    # by default the popularity (and category-share) weights start at 0: the untrained
+    # model is the prior
     assert CrossEncoder.from_config(TINY, ModelConfig()).prior_mix.weight.tolist() == \
-        [[10.0, 0.0]]
+        [[10.0, 0.0, 0.0]]
+
+
+def test_the_category_share_field_moves_the_score_by_its_learnt_weight():
+    model = CrossEncoder.from_config(TINY, ModelConfig(prior_scale=0.0, popularity=False,
+                                                       category_share_scale=3.0)).eval()
+    assert mix_input_names(model.config) == ("prior", "category_share")
+    history = [("purchase", {"item_id": "a", "title": "Tent", "category": "Camping"}),
+               ("view", {"item_id": "c", "title": "Mug", "category": "Kitchen"}),
+               ("view", {"item_id": "d", "title": "Stove", "category": " camping "})]
+    lamp = build_input(history, None, None, {"item_id": "b", "title": "Lamp",
+                                             "category": "Camping"}, with_share=True)
+    cup = build_input(history, None, None, {"item_id": "e", "title": "Cup",
+                                            "category": "Kitchen"}, with_share=True)
+    bare = build_input(history, None, None, {"item_id": "f", "title": "Thing"},
+                       with_share=True)
+    _, b = model.text_pair(lamp)
+    assert "recent items in its category: 2 of 3" in b
+    assert "recent items" not in encoder_text(b)  # a number only: the encoder never reads it
+    assert "recent items" not in model.text_pair(bare)[1]  # no category, no field
+    # the untrained head is zero and the prior off: logit = 3 x share
+    logits = model.score_inputs([lamp, cup, bare])
+    assert logits.tolist() == pytest.approx([2.0, 1.0, 0.0], abs=1e-5)
+    masked = model.score_inputs([lamp], masked=frozenset({"item_category_share"}))
+    assert masked[0] == pytest.approx(0.0, abs=1e-5)  # the field gone, its number too
+    assert "recent items" not in model.text_pair(build_input(history, None, None, {
+        "item_id": "b", "category": "Camping"}))[1]  # only where the model reads it
+    # runs saved before the feature existed load without it
+    assert ModelConfig.from_dict({"prior_scale": 10.0}).category_share is False
 
 
 def test_masking_a_field_changes_what_the_model_reads():
@@ -148,8 +179,9 @@ def test_real_minilm_loads_scores_and_freezes_all_but_the_top_layer():
     scores = model.score_pairs(TEXT_A, TEXT_B)
     assert scores.shape == (3,) and np.isfinite(scores).all()
     # Zero head: the untrained model is the zero-shot prior (a cosine times the scale).
-    prior = model.prior_similarity(TEXT_A, TEXT_B)  # (3, 2): cosine, popularity (absent: 0)
-    assert prior.shape == (3, 2) and not prior[:, 1].any()
+    # (3, 3): cosine, popularity and category share (both absent: 0)
+    prior = model.prior_similarity(TEXT_A, TEXT_B)
+    assert prior.shape == (3, 3) and not prior[:, 1:].any()
     assert np.allclose(scores, model.config.prior_scale * prior[:, 0], atol=1e-4)
     two = CrossEncoder.from_pretrained(ModelConfig(trainable_layers=2))
     assert {n.split(".")[4] for n in trainable_names(two) if ".encoder.layer." in n} == \

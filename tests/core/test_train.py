@@ -229,7 +229,8 @@ def test_a_non_private_model_reads_co_visits_and_a_dp_model_never_does(tiny_ware
     loaded = load(plain, tiny_warehouse)
     assert loaded.model_config.co_visits and loaded.model.co_visits is not None
     assert (loaded.path / "co_visits.npz").exists()
-    assert loaded.model.prior_mix.in_features == 3  # cosine, popularity, co-visits
+    # cosine, popularity, category share, co-visits
+    assert loaded.model.prior_mix.in_features == 4
     assert loaded.privacy["co_visits"]["customers"] == CUSTOMERS
     interactions, catalogue = train_mod.load_training_data(tiny_warehouse)
     split = train_mod.make_split(interactions, "leave_last_out")
@@ -247,7 +248,15 @@ def test_a_non_private_model_reads_co_visits_and_a_dp_model_never_does(tiny_ware
     loaded = load(private, tiny_warehouse)
     assert not loaded.model_config.co_visits and loaded.model.co_visits is None
     assert not (loaded.path / "co_visits.npz").exists()
-    assert loaded.model.prior_mix.in_features == 2 and "co_visits" not in loaded.privacy
+    assert loaded.model.prior_mix.in_features == 3 and "co_visits" not in loaded.privacy
+    # the category share reads the customer's own history only: DP models read it too
+    assert loaded.model_config.category_share
+    recommender = train_mod.CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
+    _, text_b = recommender.text_pairs(split.train, queries,
+                                       recommender.candidates(split.train, queries))
+    shares = [b for b in text_b if "recent items in its category: " in b]
+    assert shares and not any("bought with history" in b for b in text_b)
+    assert len(shares) == len(text_b)  # every generated item has a category
 
 
 def test_max_steps_stops_within_the_epoch_and_the_accountant_counts_those_steps(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.fields import Field
 from explain.reasons import ALSO, LITTLE, MAINLY, reason, reason_parts
 from explain.result import Explanation, Subject
 from tests.explain.conftest import make_fields
@@ -83,3 +84,14 @@ def test_zero_attributions_and_attention_give_no_reason():
     assert reason(explanation({})).startswith("No single field moved this score")
     with pytest.raises(ValueError, match="not contributions"):
         reason(explanation({"h1": 0.5}, method="attention-rollout"))
+
+
+def test_the_category_share_reads_as_a_count_of_recent_items():
+    fields = [*FIELDS, Field("item_category_share", "b", "recent items in its category: 3 of 5")]
+    names = [f.name for f in fields]
+    phi = np.array([0.3 if n == "item_category_share" else 0.0 for n in names])
+    e = Explanation.build(subject=Subject(), method="shap-field", features=names,
+                          fields=names, values=[f.text for f in fields], attributions=phi,
+                          base_value=0.3, prediction=0.6, evaluations=0, latency_s=0.0)
+    assert reason(e) == ("Mainly because of how many recent items share its category "
+                         "(3 of 5).")
