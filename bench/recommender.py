@@ -72,7 +72,7 @@ MODEL = ModelConfig(max_length=128, item_length=48, history_len=5, negatives=4,
 NON_PRIVATE = TrainConfig(non_private=True, epochs=8, batch_size=32, lr=2e-4, head_lr=1e-3,
                           val_users=64, keep_best=True, held_out_items=0.1)
 DP = TrainConfig(epsilon=3.0, epochs=8, batch_size=128, lr=1e-5, head_lr=5e-3,
-                 max_grad_norm=1.0, val_users=0, held_out_items=0.1)
+                 max_grad_norm=1.0, val_users=0, held_out_items=0.1, final_mix_users=1000)
 METRICS = ("hr@10", "ndcg@10", "mrr", "coverage@10")
 SEGMENTS = ("all", "warm_items", "cold_items", "cold_users")
 ID_BASELINES = ("popularity", "item-knn")

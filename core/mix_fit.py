@@ -20,13 +20,26 @@ a DP run's weights start at the zero-shot prior and learn under DP-SGD's noise.
   evaluation stays clean. The fitted weights are folded into the model (the head's last
   linear layer scaled, the mix's weights set), so scoring, explanations and campaigns
   read exactly the fitted logit and the saved model needs nothing new.
+- `fit_on_validation_private` (end of a DP run, on large data): the same weights fitted
+  with DP. Customers are Poisson-sampled (rate q, secret randomness); each sampled
+  customer's validation target, ranked among its candidates, gives one listwise-loss
+  gradient of the weights, clipped to norm `clip`; `steps` steps of Adam on the sum of
+  the clipped gradients plus Gaussian noise of sd noise_multiplier x clip each. T
+  Gaussian steps on one sample compose to ONE Gaussian mechanism of noise multiplier
+  noise_multiplier / sqrt(T) (Gaussian DP composes exactly), and that mechanism runs
+  on a Poisson sample: the accountant charges it as (noise_multiplier / sqrt(T), q, 1),
+  composed with the run's DP-SGD (`core.train.plan_run`). Nothing unnoised leaves it:
+  no count of the sampled customers, no validation NDCG, no "keep if better".
 """
 
 from __future__ import annotations
 
+import math
+import secrets
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from core.interactions import ITEM, PROMOTION, TS, USER
@@ -109,12 +122,18 @@ def validation_lists(recommender, split: Split, *, customers: int, seed: int = 0
     """(features (n_i, 1 + F) per ranked validation target: the head's logit then the
     mix's inputs of each candidate; the target's index among them; the validation
     targets drawn). Targets outside their candidate set are drawn but not ranked."""
-    model = recommender.model
     targets = split.targets("valid")
-    if targets.empty:
-        return [], [], 0
     if len(targets) > customers:
         targets = targets.sample(n=customers, random_state=seed)
+    return ranked_lists(recommender, split, targets)
+
+
+def ranked_lists(recommender, split: Split, targets: pd.DataFrame
+                 ) -> tuple[list[np.ndarray], list[int], int]:
+    """`validation_lists` for the given validation `targets` (rows of split.valid)."""
+    model = recommender.model
+    if targets.empty:
+        return [], [], 0
     targets = targets.reset_index(drop=True)
     history = histories_frame(split.known_for("valid"), targets, same_time=True)
     queries = targets[[USER, TS, PROMOTION]]
@@ -163,10 +182,72 @@ def fit_on_validation(recommender, split: Split, *, customers: int = VALIDATION_
     if after < before:
         record.update(kept="trained", reason="the fit lowered validation NDCG@10")
         return record
-    with torch.no_grad():
-        model.bert.classifier.weight.mul_(float(fitted[0]))
-        model.bert.classifier.bias.mul_(float(fitted[0]))
-        model.prior_mix.weight.copy_(torch.from_numpy(fitted[1:]).reshape(
-            model.prior_mix.weight.shape))
+    _fold(model, fitted)
     record["kept"] = "fitted"
     return record
+
+
+def _fold(model, weights: np.ndarray) -> None:
+    """Scale the head's last layer by weights[0] and set the mix to weights[1:]."""
+    with torch.no_grad():
+        model.bert.classifier.weight.mul_(float(weights[0]))
+        model.bert.classifier.bias.mul_(float(weights[0]))
+        model.prior_mix.weight.copy_(torch.from_numpy(np.asarray(weights[1:])).reshape(
+            model.prior_mix.weight.shape))
+
+
+def private_noise_per_step(noise_multiplier: float, steps: int) -> float:
+    """The per-step noise multiplier of `steps` Gaussian steps that compose to one
+    Gaussian mechanism of `noise_multiplier` (what the accountant charges)."""
+    return noise_multiplier * math.sqrt(steps)
+
+
+def listwise_gradients(features: Sequence[np.ndarray], targets: Sequence[int],
+                       weights: np.ndarray) -> np.ndarray:
+    """(N, F): each list's gradient of its softmax cross-entropy at `weights`:
+    features^T (softmax(features @ w) - one_hot(target))."""
+    out = np.zeros((len(features), len(weights)))
+    for row, (f, t) in enumerate(zip(features, targets, strict=True)):
+        scores = f @ weights
+        p = np.exp(scores - scores.max())
+        p /= p.sum()
+        out[row] = p @ f - f[t]
+    return out
+
+
+def fit_on_validation_private(recommender, split: Split, *, sample_rate: float,
+                              noise_multiplier: float, steps: int, lr: float,
+                              clip: float = 1.0, population: int,
+                              rng: np.random.Generator | None = None) -> dict[str, object]:
+    """The DP fit of the final logit's weights (see the module docstring), folded into
+    the model. `noise_multiplier` is the one Gaussian mechanism's the accountant charges
+    (per step it is times sqrt(steps)); `population`: the customers the sample is drawn
+    from, whose expected sample size normalises the gradient (the actual size is not
+    released). The default generator is seeded from the operating system's entropy."""
+    model = recommender.model
+    rng = rng or np.random.default_rng(secrets.randbits(128))
+    targets = split.targets("valid")
+    sampled = targets[rng.random(len(targets)) < sample_rate]
+    features, positives, _ = ranked_lists(recommender, split, sampled)
+    features = [np.asarray(f, dtype=np.float64) for f in features]
+    start = np.concatenate([[1.0], _weights(model)])
+    per_step = private_noise_per_step(noise_multiplier, steps)
+    expected = max(sample_rate * population, 1.0)
+    weights = torch.nn.Parameter(torch.from_numpy(start.copy()))
+    optimizer = torch.optim.Adam([weights], lr=lr)
+    for _ in range(steps):
+        grads = listwise_gradients(features, positives, weights.detach().numpy())
+        norms = np.linalg.norm(grads, axis=1, keepdims=True)  # (N, 1); (0, 1) for none
+        total = (grads * np.minimum(1.0, clip / np.maximum(norms, 1e-12))).sum(axis=0)
+        noisy = (total + rng.normal(0.0, per_step * clip, len(start))) / expected
+        optimizer.zero_grad()
+        weights.grad = torch.from_numpy(noisy)
+        optimizer.step()
+    fitted = weights.detach().numpy().copy()
+    fitted[0] = max(fitted[0], 0.0)  # never turn the trained head upside down
+    _fold(model, fitted)
+    return {"private": True, "kept": "fitted", "weights_of": ["head", *mix_input_names(
+                model.config)], "trained": [float(w) for w in start],
+            "fitted": [float(w) for w in fitted], "sample_rate": sample_rate,
+            "expected_customers": expected, "noise_multiplier": noise_multiplier,
+            "noise_per_step": per_step, "steps": steps, "lr": lr, "clip": clip}

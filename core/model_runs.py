@@ -205,15 +205,20 @@ def final_mix_note(metrics: Mapping[str, object]) -> str | None:
     fit = (metrics.get("timing") or {}).get("final_mix")
     if not fit:
         return None
+    names = fit.get("weights_of") or ["head"] + [f"input {i}" for i in
+                                                  range(1, len(fit.get("fitted", [])))]
+    weights = ", ".join(f"{n.replace('_', '-')} ×{w:.2f}" if n == "head" else
+                        f"{n.replace('_', '-')} {w:.2f}"
+                        for n, w in zip(names, fit.get("fitted", []), strict=False))
+    if fit.get("private"):  # nothing unnoised is released: no counts, no NDCG
+        return (f"Final weights fitted with DP on the validation targets of a Poisson "
+                f"sample of customers (rate {fit['sample_rate']:.3g}, about "
+                f"{fit['expected_customers']:,.0f}; {fit['steps']} noisy steps, covered "
+                f"by the run's ε): {weights}")
     drawn, ranked = fit.get("validation_customers", 0), fit.get("ranked", 0)
     where = f"{drawn:,} validation customers, {ranked:,} of them ranked among their candidates"
     if fit.get("kept") != "fitted":
         return f"Final weights kept as trained ({fit.get('reason', '')}; {where})"
-    names = fit.get("weights_of") or ["head"] + [f"input {i}" for i in
-                                                  range(1, len(fit["fitted"]))]
-    weights = ", ".join(f"{n.replace('_', '-')} ×{w:.2f}" if n == "head" else
-                        f"{n.replace('_', '-')} {w:.2f}"
-                        for n, w in zip(names, fit["fitted"], strict=False))
     return (f"Final weights fitted on {where}: {weights}; validation NDCG@10 "
             f"{fit['ndcg_before']:.3f} → {fit['ndcg_after']:.3f}")
 

@@ -97,6 +97,8 @@ SPLITS = ("leave_last_out", "time")
 ARTEFACT_KIND = "ranking_model"
 COUNTS_KIND = "item_popularity"  # the ledger kind of a run's released item counts
 COUNTS_SUFFIX = "-counts"  # its ledger run id: the run's id with this suffix
+FIT_KIND = "final_weights"  # the ledger kind of a DP run's fit of its final weights
+FIT_SUFFIX = "-fit"
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,17 @@ class TrainConfig:
         (for a model that reads popularity); DP-SGD's noise is then set so that both,
         composed by the accountant, spend `epsilon`.
     final_mix_users: validation targets on which a NON-PRIVATE run fits its final
-        logit's weights after training (`core.mix_fit.fit_on_validation`; 0: none).
-        Ignored by DP runs: the fit reads the validation targets without noise.
+        logit's weights after training (`core.mix_fit.fit_on_validation`; 0: none); for
+        a DP run, the EXPECTED number of customers its DP fit samples
+        (`core.mix_fit.fit_on_validation_private`).
+    final_fit_share: the share of epsilon that a DP run's fit of its final weights costs
+        ALONE (DP-SGD's noise is then set so that all, composed, spend `epsilon`).
+    final_fit_steps / final_fit_lr: the DP fit's noisy Adam steps and learning rate.
+    final_fit_max_noise: the DP fit is made only where the noise on its mean gradient
+        (noise per step / expected sampled customers, at clip norm 1) is at most this:
+        on a few hundred customers the noise would swamp the fit, so such a run makes
+        none and spends nothing on it. Decided from public quantities only (the
+        customer count, as the sample rate of DP-SGD is).
     """
 
     epsilon: float = 3.0
@@ -180,6 +191,10 @@ class TrainConfig:
     popularity_cap: int = item_popularity.DEFAULT_CAP
     popularity_share: float = 0.25
     final_mix_users: int = mix_fit.VALIDATION_CUSTOMERS
+    final_fit_share: float = 0.1
+    final_fit_steps: int = 100
+    final_fit_lr: float = 0.3
+    final_fit_max_noise: float = 0.05
 
     def __post_init__(self) -> None:
         if not self.non_private and not (self.epsilon > 0 and math.isfinite(self.epsilon)):
@@ -460,6 +475,43 @@ def popularity_noise(config: TrainConfig, delta: float) -> CountsNoise:
                                           delta=delta, accountant=used), used)
 
 
+@dataclass(frozen=True)
+class FinalFitNoise:
+    """The DP fit of a private run's final weights (`core.mix_fit.fit_on_validation_
+    private`): one Gaussian mechanism on a Poisson sample of the customers."""
+
+    noise_multiplier: float  # of the one mechanism (per step: times sqrt(steps))
+    sample_rate: float
+    population: int  # customers with a validation target the sample is drawn from
+    epsilon_alone: float
+    accountant: str
+
+    @property
+    def mechanism(self) -> Mechanism:
+        return (self.noise_multiplier, self.sample_rate, 1)
+
+
+def final_fit_noise(config: TrainConfig, split: Split, pool: dict[str, bool],
+                    delta: float) -> FinalFitNoise | None:
+    """The DP final fit's mechanism for a private run, or None where it makes none
+    (non-private runs, no fit asked for, or noise above `final_fit_max_noise`)."""
+    if config.non_private or config.final_mix_users <= 0 or config.final_fit_share <= 0:
+        return None
+    population = int(pool_members(split.valid, pool)[USER].nunique())
+    if population == 0:
+        return None
+    rate = min(1.0, config.final_mix_users / population)
+    share = config.final_fit_share * config.epsilon
+    sigma, used = dp_plan.noise_multiplier_for(epsilon=share, delta=delta, sample_rate=rate,
+                                               steps=1, accountant=config.accountant)
+    per_step = mix_fit.private_noise_per_step(sigma, config.final_fit_steps)
+    if per_step / (rate * population) > config.final_fit_max_noise:
+        return None
+    return FinalFitNoise(sigma, rate, population, epsilon_for(
+        noise_multiplier=sigma, sample_rate=rate, steps=1, delta=delta, accountant=used),
+        used)
+
+
 def model_config_for(config: TrainConfig, model_config: ModelConfig) -> ModelConfig:
     """The model a run trains: co-visits (exact counts of the training customers) only
     in a non-private run."""
@@ -483,8 +535,9 @@ def trained_on(split: Split, pool: dict[str, bool]) -> pd.DataFrame:
 def plan_run(config: TrainConfig, model_config: ModelConfig, split: Split, groups,
              pool: dict[str, bool]):
     """(config with its delta fixed, the interactions the popularity counts read (None:
-    the model reads no popularity), the counts' noise (None: none or exact), the plan).
-    Deterministic given its inputs: every rank of a distributed run computes the same."""
+    the model reads no popularity), the counts' noise (None: none or exact), the DP
+    final fit's noise (None: no DP fit), the plan). Deterministic given its inputs:
+    every rank of a distributed run computes the same."""
     customers = len({g.user for g in groups})
     counted = trained_on(split, pool) if model_config.popularity else None
     if config.delta is None:  # below 1/(10 N) for both releases' N
@@ -493,9 +546,10 @@ def plan_run(config: TrainConfig, model_config: ModelConfig, split: Split, group
     noise = None
     if counted is not None and not config.non_private:
         noise = popularity_noise(config, config.delta)
-    plan = plan_privacy(config, customers,
-                        alongside=() if noise is None else (noise.mechanism,))
-    return config, counted, noise, plan
+    fit_noise = final_fit_noise(config, split, pool, config.delta)
+    alongside = tuple(m.mechanism for m in (noise, fit_noise) if m is not None)
+    plan = plan_privacy(config, customers, alongside=alongside)
+    return config, counted, noise, fit_noise, plan
 
 
 def release_popularity(train: pd.DataFrame, catalogue: pd.DataFrame, config: TrainConfig,
@@ -633,7 +687,8 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
         except ValueError as exc:
             raise TrainingRefused(f"membership audit pool: {exc}") from exc
         groups = [g for g in groups if pool.get(g.user, True)]
-    config, counted, noise, plan = plan_run(config, model_config, split, groups, pool)
+    config, counted, noise, fit_noise, plan = plan_run(config, model_config, split, groups,
+                                                       pool)
     count_model = counted is not None
     run_id = run_id or registry.new_run_id("ce")
     fingerprint = registry.data_fingerprint(split.train)
@@ -650,11 +705,26 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                           max_grad_norm=math.sqrt(config.popularity_cap),
                           epsilon=noise.epsilon_alone, accountant=noise.accountant,
                           mechanism=ledger.MECHANISM_GAUSSIAN_COUNTS,
-                          to_follow=[(plan.noise_multiplier, plan.sample_rate, plan.steps)],
+                          to_follow=[*([] if fit_noise is None else [fit_noise.mechanism]),
+                                     (plan.noise_multiplier, plan.sample_rate, plan.steps)],
                           note=f"customers per item, at most {config.popularity_cap} distinct "
                                f"items per customer (L2 sensitivity sqrt(cap)), Gaussian "
                                f"noise, released once for run {run_id}", **common)
             charged.append(run_id + COUNTS_SUFFIX)
+        if fit_noise is not None:
+            ledger.charge(run_id=run_id + FIT_SUFFIX, artefact_kind=FIT_KIND,
+                          privacy_unit="customer", contribution_cap=1,
+                          noise_multiplier=fit_noise.noise_multiplier,
+                          sample_rate=fit_noise.sample_rate, steps=1, max_grad_norm=1.0,
+                          epsilon=fit_noise.epsilon_alone, accountant=fit_noise.accountant,
+                          mechanism=ledger.MECHANISM_GAUSSIAN_FIT,
+                          to_follow=[(plan.noise_multiplier, plan.sample_rate, plan.steps)],
+                          note=f"final weights of run {run_id} fitted on the validation "
+                               f"targets of a Poisson sample of customers (rate "
+                               f"{fit_noise.sample_rate:.4g}), one clipped gradient per "
+                               f"customer per step, {config.final_fit_steps} noisy steps "
+                               f"composed into this one Gaussian mechanism", **common)
+            charged.append(run_id + FIT_SUFFIX)
         # each entry holds its own mechanism's epsilon; the run's is their composition
         training_epsilon = epsilon if config.non_private else epsilon_for(
             noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
@@ -684,6 +754,14 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
             fit_split = replace(split, valid=pool_members(split.valid, pool))
             timing["final_mix"] = mix_fit.fit_on_validation(
                 recommender, fit_split, customers=config.final_mix_users, seed=config.seed)
+            timing["final_mix"]["seconds"] = time.perf_counter() - started
+        if fit_noise is not None and model.mixes:
+            started = time.perf_counter()
+            timing["final_mix"] = mix_fit.fit_on_validation_private(
+                recommender, replace(split, valid=pool_members(split.valid, pool)),
+                sample_rate=fit_noise.sample_rate, noise_multiplier=fit_noise.noise_multiplier,
+                steps=config.final_fit_steps, lr=config.final_fit_lr,
+                population=fit_noise.population)
             timing["final_mix"]["seconds"] = time.perf_counter() - started
         eval_split = sample_test_users(split, config.eval_users, seed=config.seed)
         started = time.perf_counter()
@@ -720,6 +798,16 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                             "exact counts (not private)"}
         else:
             privacy["not_covered"] = "popularity order of the training split used for candidates"
+        if fit_noise is not None:
+            privacy["final_fit"] = {
+                "what": "the final logit's weights (head scale, mix) fitted on the "
+                        "validation targets of a Poisson sample of customers, one clipped "
+                        "gradient per customer per step, Gaussian noise",
+                "noise_multiplier": fit_noise.noise_multiplier,
+                "sample_rate": fit_noise.sample_rate, "steps": config.final_fit_steps,
+                "epsilon_alone": fit_noise.epsilon_alone, "accountant": fit_noise.accountant,
+                "ledger_run_id": run_id + FIT_SUFFIX,
+                "composed": "epsilon above covers training, the counts and this fit"}
         if model.co_visits is not None:
             privacy["co_visits"] = {
                 "what": "customers who interacted with both items, per item pair, exact (not "
@@ -746,6 +834,9 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
         if noise is not None:
             ledger.complete(ledger_path=paths.ledger, run_id=run_id + COUNTS_SUFFIX,
                             epsilon=noise.epsilon_alone, note=f"released with run {run_id}")
+        if fit_noise is not None:
+            ledger.complete(ledger_path=paths.ledger, run_id=run_id + FIT_SUFFIX,
+                            epsilon=fit_noise.epsilon_alone, note=f"folded into run {run_id}")
         ledger.complete(ledger_path=paths.ledger, run_id=run_id,
                         epsilon=None if config.non_private else training_epsilon,
                         note=f"saved to {paths.models_dir / run_id}")

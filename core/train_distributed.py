@@ -275,7 +275,7 @@ def train_distributed(paths: Paths | None = None, config: TrainConfig | None = N
             groups = [g for g in groups if pool.get(g.user, True)]
         else:
             pool = {}
-        _, _, _, plan = plan_run(config, model_config, data.split, groups, pool)
+        _, _, _, _, plan = plan_run(config, model_config, data.split, groups, pool)
         _await_start()
         fit_distributed(groups, data.train_catalogue, data.split, config, model_config, plan,
                         progress=False, bert_config=bert_config)

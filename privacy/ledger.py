@@ -51,6 +51,9 @@ MECHANISM_NONE = "none (not private)"
 # sample_rate 1 and steps 1, so that every accountant composes it exactly as the
 # Gaussian mechanism (noise std = noise_multiplier x the L2 sensitivity in max_grad_norm).
 MECHANISM_GAUSSIAN_COUNTS = "Gaussian mechanism (item counts, released once)"
+# A DP fit of a model's final weights: noisy gradient steps on one Poisson sample,
+# composed into one Gaussian mechanism (recorded with steps 1 at the sample's rate).
+MECHANISM_GAUSSIAN_FIT = "Gaussian mechanism (final-weight fit, Poisson sample)"
 SAMPLER = "poisson"
 INF = "inf"  # how an infinite epsilon is written in JSON
 

@@ -1,16 +1,20 @@
 """The maximum-likelihood fits of a non-private model's logit weights."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
-from core import mix_fit
+from core import mix_fit, model_runs
 from core import train as train_mod
 from core.config import Paths
 from core.model import CrossEncoder, ModelConfig
 from core.registry import load
 from core.train import train
+from privacy.accounting import compose_epsilon
+from privacy.ledger import MECHANISM_GAUSSIAN_FIT, read_records
 from tests.core.test_train import TINY, TINY_MODEL, build_warehouse, quick
 
 
@@ -97,3 +101,53 @@ def test_a_non_private_run_records_its_validation_fit_and_a_dp_run_has_none(
     private = load(train(tiny_warehouse, quick(), model_config=model_config,
                          bert_config=TINY, progress=False), tiny_warehouse)
     assert "final_mix" not in private.metrics["timing"]
+
+
+def test_listwise_gradients_are_the_softmax_losss_gradients():
+    rng = np.random.default_rng(1)
+    features = [rng.normal(size=(n, 3)) for n in (4, 6, 2)]
+    targets = [1, 0, 1]
+    weights = rng.normal(size=3)
+    w = torch.tensor(weights, requires_grad=True)
+    for f, t, got in zip(features, targets,
+                         mix_fit.listwise_gradients(features, targets, weights), strict=True):
+        loss = -torch.log_softmax(torch.from_numpy(f) @ w, dim=0)[t]
+        (want,) = torch.autograd.grad(loss, w)
+        assert np.allclose(got, want.numpy())
+
+
+def test_a_dp_run_fits_its_final_weights_with_dp_and_the_ledger_composes_it(tiny_warehouse):
+    """On enough customers a DP run fits its final weights with DP: one more Gaussian
+    mechanism (charged, composed with training and the counts into the run's epsilon),
+    the fitted weights folded into the model, nothing unnoised recorded."""
+    config = quick(final_fit_max_noise=math.inf, final_mix_users=40)  # tiny data: forced
+    run_id = train(tiny_warehouse, config, model_config=TINY_MODEL, bert_config=TINY,
+                   progress=False)
+    run = load(run_id, tiny_warehouse)
+    fit = run.metrics["timing"]["final_mix"]
+    assert fit["private"] and fit["weights_of"] == ["head", "prior", "popularity",
+                                                    "category_share"]
+    assert np.allclose(run.model.prior_mix.weight.detach().numpy().ravel(), fit["fitted"][1:],
+                       atol=1e-6)
+    assert not {"validation_customers", "ranked", "ndcg_before", "ndcg_after"} & set(fit)
+    record = run.privacy["final_fit"]
+    assert record["sample_rate"] == pytest.approx(40 / 80)
+    assert record["epsilon_alone"] == pytest.approx(0.1 * 3.0, rel=0.05)
+    entries = {r.run_id: r for r in read_records(tiny_warehouse.ledger) if r.is_spend
+               and r.status == "completed"}
+    fit_entry = entries[run_id + train_mod.FIT_SUFFIX]
+    assert fit_entry.mechanism == MECHANISM_GAUSSIAN_FIT and fit_entry.steps == 1
+    assert fit_entry.noise_multiplier == pytest.approx(record["noise_multiplier"])
+    composed = compose_epsilon([(entries[r].noise_multiplier, entries[r].sample_rate,
+                                 entries[r].steps) for r in (
+        run_id, run_id + train_mod.COUNTS_SUFFIX, run_id + train_mod.FIT_SUFFIX)],
+        delta=run.privacy["delta"])
+    assert composed == pytest.approx(run.privacy["epsilon"], abs=0.02)
+    assert composed <= 3.0 + 0.01
+    assert "fitted with DP" in model_runs.final_mix_note(run.metrics)
+    # by default, on 80 customers the fit's noise would swamp it: none is made or charged
+    plain = train(tiny_warehouse, quick(), model_config=TINY_MODEL, bert_config=TINY,
+                  progress=False)
+    assert "final_mix" not in load(plain, tiny_warehouse).metrics["timing"]
+    assert plain + train_mod.FIT_SUFFIX not in {r.run_id for r in
+                                                read_records(tiny_warehouse.ledger)}

@@ -63,7 +63,7 @@ def test_two_workers_train_one_model_with_the_single_process_plan(tiny_warehouse
     # The accountant's q and epsilon are the single-process plan's...
     config = quick(**SETTINGS, val_users=0, grad_sample_mode=clipping)
     data = training_data(tiny_warehouse, config, TINY_MODEL)
-    _, _, _, plan = plan_run(config, TINY_MODEL, data.split, data.groups, {})
+    _, _, _, _, plan = plan_run(config, TINY_MODEL, data.split, data.groups, {})
     privacy = loaded.privacy
     assert privacy["sample_rate"] == plan.sample_rate == 1 / 20
     assert privacy["steps"] == plan.steps == len(loaded.curve) == 6
