@@ -1,9 +1,11 @@
-"""Maximum-likelihood weights for a NON-PRIVATE model's logit, before and after training.
+"""Fitted weights for a model's logit: before and after training, exact or with DP.
 
 The model's logit is head(pair) + w . mix inputs (the zero-shot prior's cosine, the
-popularity percentile, the co-visit score: `core.model.CrossEncoder.mix_inputs`). Both
-fits below read customers' data without noise, so they are for non-private runs only;
-a DP run's weights start at the zero-shot prior and learn under DP-SGD's noise.
+popularity percentile, the category share, the co-visit score:
+`core.model.CrossEncoder.mix_inputs`). `fit_mix` and `fit_on_validation` read
+customers' data without noise, so they are for non-private runs only; a DP run's
+weights start at the zero-shot prior, learn under DP-SGD's noise and, on enough
+customers, are refitted by `fit_on_validation_private`, which is charged to the budget.
 
 - `fit_mix` (start of training): the mix's weights that best rank each training
   example group (positive first, sampled negatives) by the mix alone; the head is zero

@@ -26,7 +26,10 @@ with the history shown; no DP release of pair counts pays at these scales, so DP
 never read them (`model_config_for`). After training, a non-private run fits its final
 logit's weights (the head's scale and the mix's) on the validation targets ranked among
 their candidates (`core.mix_fit.fit_on_validation`): what the model is used for, where
-the training groups' negatives are uniform and same-category ones.
+the training groups' negatives are uniform and same-category ones. A DP run on enough
+customers makes the same fit with DP (`core.mix_fit.fit_on_validation_private`, on a
+Poisson sample, `final_fit_noise`): one more Gaussian mechanism, charged to the ledger
+as `<run>-fit` and composed with DP-SGD and the counts into the run's epsilon.
 
 Candidates at inference (`CrossEncoderRecommender`): a cross-encoder reads one text
 pair per (customer, item), far too slow for the whole catalogue on a CPU, so it

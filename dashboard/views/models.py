@@ -198,6 +198,12 @@ with privacy_col:
                 f"{release['ledger_run_id']}; ε above covers training and this release")
         else:
             notes.append("Item popularity: exact counts (not private)")
+    final_fit = privacy.get("final_fit")
+    if final_fit:
+        notes.append(f"Final weights: fitted with DP on a Poisson sample of customers' "
+                     f"validation targets (rate {_fmt(final_fit['sample_rate'], '.3g')}, σ "
+                     f"{_fmt(final_fit['noise_multiplier'], '.3f')}), ledger entry "
+                     f"{final_fit['ledger_run_id']}; ε above covers it too")
     if privacy.get("co_visits"):
         notes.append(f"Co-visits: exact counts of customers per item pair "
                      f"({privacy['co_visits'].get('customers', '?')} customers; not private, "
