@@ -15,8 +15,9 @@ Field names:
   item_title, item_category, item_brand, item_price, item_description
   item_popularity   "popularity: 73 of 100": the item's percentile among the items of
                     the run's DP-released counts (`core.item_popularity`); absent for
-                    items outside the release. The model reads it as text and as one
-                    number (`popularity_feature`), so masking the field removes both.
+                    items outside the release. The model reads it as text and as
+                    numbers (`popularity_feature`, `popularity_log_feature`), so
+                    masking the field removes all of them.
   item_co_visits    "bought with history: 0.412": how often customers bought the candidate
                     together with the history items shown (`core.co_visits`; non-private
                     models only). A number only: `encoder_text` removes it from what the
@@ -30,6 +31,7 @@ Field names:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -111,18 +113,23 @@ def context_fields(ts: pd.Timestamp | None, promotion: bool | None) -> list[Fiel
     return fields
 
 
+def category_key(item: Mapping[str, object]) -> str | None:
+    """The item's category as categories compare: without case and surrounding space;
+    None where it has none."""
+    category = _clean(item.get("category"))
+    return None if category is None else category.casefold()
+
+
 def category_share(history: Iterable[tuple[str, Mapping[str, object]]],
                    candidate: Mapping[str, object]) -> tuple[int, int] | None:
     """(history items in the candidate's category, history items) of the history shown;
-    None where there is no history or the candidate has no category. Categories compare
-    without case and surrounding space; a history item without one counts as another."""
-    category = _clean(candidate.get("category"))
+    None where there is no history or the candidate has no category (`category_key`); a
+    history item without one counts as another."""
+    key = category_key(candidate)
     items = [item for _, item in history]
-    if category is None or not items:
+    if key is None or not items:
         return None
-    key = category.casefold()
-    same = sum((_clean(item.get("category")) or "").casefold() == key for item in items)
-    return same, len(items)
+    return sum(category_key(item) == key for item in items), len(items)
 
 
 def item_fields(item: Mapping[str, object], *, co_visits: float | None = None,
@@ -177,6 +184,16 @@ def popularity_feature(text_b: str) -> float:
     ((p - 50.5) / 28.87 for p uniform on 1..100); 0 where the field is absent."""
     percentile = _number(text_b, POPULARITY_TEXT)
     return 0.0 if percentile is None else (percentile - 50.5) / 28.866
+
+
+def popularity_log_feature(text_b: str) -> float:
+    """The candidate side's popularity percentile p as -log((101 - p) / 100) - 1: about
+    the log of the item's count where popularity falls off like a power of the rank
+    (as shop catalogues' does), so it separates the head of the catalogue, where the
+    percentile barely moves (p 100 -> 3.6, 99 -> 2.9, 90 -> 1.3, 50 -> -0.3, 1 -> -1);
+    centred on 0 for p uniform; 0 where the field is absent."""
+    percentile = _number(text_b, POPULARITY_TEXT)
+    return 0.0 if percentile is None else -math.log((101.0 - percentile) / 100.0) - 1.0
 
 
 def co_visit_feature(text_b: str) -> float:

@@ -237,7 +237,9 @@ def fit_on_validation_private(recommender, split: Split, *, sample_rate: float,
     expected = max(sample_rate * population, 1.0)
     weights = torch.nn.Parameter(torch.from_numpy(start.copy()))
     optimizer = torch.optim.Adam([weights], lr=lr)
-    for _ in range(steps):
+    averaged_from = steps // 2
+    later = []  # the weights after each of the last steps - averaged_from steps
+    for step in range(steps):
         grads = listwise_gradients(features, positives, weights.detach().numpy())
         norms = np.linalg.norm(grads, axis=1, keepdims=True)  # (N, 1); (0, 1) for none
         total = (grads * np.minimum(1.0, clip / np.maximum(norms, 1e-12))).sum(axis=0)
@@ -245,11 +247,14 @@ def fit_on_validation_private(recommender, split: Split, *, sample_rate: float,
         optimizer.zero_grad()
         weights.grad = torch.from_numpy(noisy)
         optimizer.step()
-    fitted = weights.detach().numpy().copy()
+        if step >= averaged_from:
+            later.append(weights.detach().numpy().copy())
+    fitted = np.mean(later, axis=0) if later else start.copy()
     fitted[0] = max(fitted[0], 0.0)  # never turn the trained head upside down
     _fold(model, fitted)
     return {"private": True, "kept": "fitted", "weights_of": ["head", *mix_input_names(
                 model.config)], "trained": [float(w) for w in start],
             "fitted": [float(w) for w in fitted], "sample_rate": sample_rate,
             "expected_customers": expected, "noise_multiplier": noise_multiplier,
-            "noise_per_step": per_step, "steps": steps, "lr": lr, "clip": clip}
+            "noise_per_step": per_step, "steps": steps, "averaged_steps": len(later),
+            "lr": lr, "clip": clip}

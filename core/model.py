@@ -62,6 +62,12 @@ DP by the training run (`core.item_popularity`):
 Two scalars learn where DP-SGD's noise over the encoder's ~2 M coordinates drowns a
 signal as plain as "popular items are bought more": each gets the noise of one
 coordinate. The feature is read from side b's text, so a masked field moves it too.
+With `popularity_log`, the same percentile also enters in log form
+(`core.fields.popularity_log_feature`, about the log of the count): a shopper choosing
+items in proportion to their popularity is a softmax over log counts, which a linear
+weight on the percentile cannot express at the head of the catalogue (on the 50k
+generator, among a DP model's candidates: validation NDCG@10 0.174 -> 0.188 with the
+fitted weights).
 
 The category-share feature. With `category_share` on, one more number: the share of
 the history items shown that are in the candidate's category (field
@@ -106,6 +112,7 @@ from core.fields import (
     co_visit_feature,
     encoder_text,
     popularity_feature,
+    popularity_log_feature,
     to_text_pair,
 )
 
@@ -130,6 +137,8 @@ class ModelConfig:
         MiniLM embedding of the user's history items, united with the most popular items
         of the training split and (a model with co-visits) the items most often bought
         with the history shown (see `core.train.CrossEncoderRecommender`).
+    category_candidates: and the most popular items of each category among the history
+        shown (this many per category; runs saved before it existed load with 0).
     omit_fields: `core.fields` names the model never reads (always masked).
     prior_scale: initial weight of the zero-shot prior (0: no prior).
     popularity: the model reads the popularity feature (runs saved before the feature
@@ -137,6 +146,9 @@ class ModelConfig:
     popularity_scale: its initial weight. 0 (the default) keeps the untrained model
         exactly the zero-shot prior; training learns how much popularity to add (a
         release too noisy to help, as on small catalogues, then stays near 0).
+    popularity_log: with `popularity`, the mix also reads the percentile's log form
+        (`core.fields.popularity_log_feature`), from the same field: runs saved before
+        it existed load without it. popularity_log_scale: its initial weight.
     category_share: the model reads the category-share feature (runs saved before it
         existed load without it). category_share_scale: its initial weight (0: the
         untrained model stays the zero-shot prior; training learns it).
@@ -156,11 +168,14 @@ class ModelConfig:
     prior_scale: float = 10.0
     popularity: bool = True
     popularity_scale: float = 0.0
+    popularity_log: bool = True
+    popularity_log_scale: float = 0.0
     category_share: bool = True
     category_share_scale: float = 0.0
     co_visits: bool = False
     co_visit_scale: float = 0.0
     co_visit_candidates: int = 20
+    category_candidates: int = 10
 
     def __post_init__(self) -> None:
         if not 8 <= self.item_length <= self.max_length - 8:
@@ -173,7 +188,7 @@ class ModelConfig:
             raise ValueError(f"history_len={self.history_len}, negatives={self.negatives}: "
                              "both must be at least 1.")
         if min(self.content_candidates, self.popular_candidates,
-               self.co_visit_candidates) < 0 or (
+               self.co_visit_candidates, self.category_candidates) < 0 or (
                 self.content_candidates + self.popular_candidates < 1):
             raise ValueError("content_candidates + popular_candidates must be at least 1 "
                              "(and no candidate count negative).")
@@ -191,6 +206,8 @@ class ModelConfig:
         known.setdefault("popularity", False)  # saved before the feature existed
         known.setdefault("co_visits", False)
         known.setdefault("category_share", False)
+        known.setdefault("popularity_log", False)
+        known.setdefault("category_candidates", 0)
         return cls(**{**known, "omit_fields": tuple(known.get("omit_fields", ()))})
 
 
@@ -217,9 +234,10 @@ def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
 
 
 def mix_input_names(config: ModelConfig) -> tuple[str, ...]:
-    """Inputs of the learnt mix, in order: the prior's cosine, then the popularity, the
-    category-share and the co-visit features that the model reads."""
+    """Inputs of the learnt mix, in order: the prior's cosine, then the popularity (and
+    its log form), the category-share and the co-visit features that the model reads."""
     return ("prior", *(("popularity",) if config.popularity else ()),
+            *(("popularity_log",) if config.popularity and config.popularity_log else ()),
             *(("category_share",) if config.category_share else ()),
             *(("co_visits",) if config.co_visits else ()))
 
@@ -250,6 +268,7 @@ class CrossEncoder(nn.Module):
         names = mix_input_names(config)
         self.prior_mix = nn.Linear(len(names), 1, bias=False)
         start = {"prior": config.prior_scale, "popularity": config.popularity_scale,
+                 "popularity_log": config.popularity_log_scale,
                  "category_share": config.category_share_scale,
                  "co_visits": config.co_visit_scale}
         with torch.no_grad():
@@ -495,8 +514,12 @@ class CrossEncoder(nn.Module):
         if len(mix_input_names(self.config)) == 1:
             return cosine
         columns = [cosine]
-        if self.config.popularity:
+        names = mix_input_names(self.config)
+        if "popularity" in names:
             columns.append(self.popularity_features(text_b))
+        if "popularity_log" in names:
+            columns.append(np.array([popularity_log_feature(b) for b in text_b],
+                                    dtype=np.float32))
         if self.config.category_share:
             columns.append(np.array([category_share_feature(b) for b in text_b],
                                     dtype=np.float32))

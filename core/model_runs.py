@@ -211,10 +211,12 @@ def final_mix_note(metrics: Mapping[str, object]) -> str | None:
                         f"{n.replace('_', '-')} {w:.2f}"
                         for n, w in zip(names, fit.get("fitted", []), strict=False))
     if fit.get("private"):  # nothing unnoised is released: no counts, no NDCG
+        averaged = (f", the last {fit['averaged_steps']} averaged"
+                    if fit.get("averaged_steps") else "")
         return (f"Final weights fitted with DP on the validation targets of a Poisson "
                 f"sample of customers (rate {fit['sample_rate']:.3g}, about "
-                f"{fit['expected_customers']:,.0f}; {fit['steps']} noisy steps, covered "
-                f"by the run's ε): {weights}")
+                f"{fit['expected_customers']:,.0f}; {fit['steps']} noisy steps{averaged}, "
+                f"covered by the run's ε): {weights}")
     drawn, ranked = fit.get("validation_customers", 0), fit.get("ranked", 0)
     where = f"{drawn:,} validation customers, {ranked:,} of them ranked among their candidates"
     if fit.get("kept") != "fitted":

@@ -36,7 +36,11 @@ pair per (customer, item), far too slow for the whole catalogue on a CPU, so it
 re-ranks a cheap candidate set: the union of the `content_candidates` (default 50)
 items whose MiniLM embedding is closest to the mean embedding of the customer's
 history items, and the `popular_candidates` (default 20) most popular items by the
-released counts, and for a model with co-visits the `co_visit_candidates` (default 20)
+released counts, the `category_candidates` (default 10) most popular items of each
+category among the history items shown (a customer of the generator, like many
+shoppers, buys mostly within their categories: on the 50k generator these lift the
+validation targets found among the candidates from 48% to 60% for 13 more candidates
+on average), and for a model with co-visits the `co_visit_candidates` (default 20)
 items most often bought with the history shown, all without the items the customer
 already has. Items outside the set score -inf.
 """
@@ -72,6 +76,7 @@ from core.examples import (
     listwise_loss,
     model_input,
 )
+from core.fields import category_key
 from core.interactions import (
     EVENT_TYPE,
     ITEM,
@@ -251,11 +256,13 @@ class CrossEncoderRecommender(BaseEstimator):
     and -inf elsewhere."""
 
     def __init__(self, model: CrossEncoder, *, content_candidates: int | None = None,
-                 popular_candidates: int | None = None, batch_size: int = 64,
+                 popular_candidates: int | None = None,
+                 category_candidates: int | None = None, batch_size: int = 64,
                  name: str = "cross-encoder"):
         self.model = model
         self.content_candidates = content_candidates
         self.popular_candidates = popular_candidates
+        self.category_candidates = category_candidates
         self.batch_size = batch_size
         self.name = name
 
@@ -279,6 +286,11 @@ class CrossEncoderRecommender(BaseEstimator):
             ranked = [i for i, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
         self.popular_ = np.array(ranked, dtype=object)
         self.column_ = {item: c for c, item in enumerate(self.items_)}
+        self.popular_by_category_: dict[str, list[int]] = {}
+        for item in self.popular_:  # most popular first
+            category = category_key(self.records_[item])
+            if category is not None:
+                self.popular_by_category_.setdefault(category, []).append(self.column_[item])
         return self
 
     @property
@@ -292,13 +304,19 @@ class CrossEncoderRecommender(BaseEstimator):
                 else self.popular_candidates)
 
     @property
+    def n_category(self) -> int:
+        return (self.model.config.category_candidates if self.category_candidates is None
+                else self.category_candidates)
+
+    @property
     def n_co_visits(self) -> int:
         return self.model.config.co_visit_candidates if self.model.co_visits is not None else 0
 
     def candidates(self, history: pd.DataFrame, queries: pd.DataFrame) -> list[np.ndarray]:
         """Per query, the candidate column indices (content first, then popular, then the
-        items most often bought with the history shown, for a model with co-visits; no
-        item the user has in `history` before the query's ts)."""
+        most popular of the shown history's categories, then the items most often bought
+        with the history shown, for a model with co-visits; no item the user has in
+        `history` before the query's ts)."""
         known = _known_before(history, queries)
         popular_cols = np.array([self.column_[i] for i in self.popular_], dtype=np.int64)
         out = []
@@ -318,9 +336,26 @@ class CrossEncoderRecommender(BaseEstimator):
             taken = set(chosen)
             extra = [int(c) for c in popular_cols if c not in seen and c not in taken]
             chosen += extra[:self.n_popular]
+            if self.n_category and rows is not None:
+                chosen += self._category_popular(rows, seen | set(chosen))
             if self.n_co_visits and rows is not None:
                 chosen += self._co_visited(rows, seen | set(chosen))
             out.append(np.array(chosen, dtype=np.int64))
+        return out
+
+    def _category_popular(self, rows: pd.DataFrame, taken: set[int]) -> list[int]:
+        """Columns of the `n_category` most popular items (the popularity list's order)
+        of each category among the history shown, its most frequent category first, none
+        of `taken`."""
+        shown = list(rows[ITEM])[-self.model.config.history_len:]
+        categories = pd.Series([category_key(self.records_[i]) for i in shown
+                                if i in self.records_], dtype=object).dropna()
+        out: list[int] = []
+        for category in categories.value_counts(sort=True).index:
+            fresh = [c for c in self.popular_by_category_.get(category, ())
+                     if c not in taken][:self.n_category]
+            out += fresh
+            taken = taken | set(fresh)
         return out
 
     def _co_visited(self, rows: pd.DataFrame, taken: set[int]) -> list[int]:

@@ -219,7 +219,8 @@ def held_out_for(service, *, recommendations: int = 200, content_candidates: int
     """(held-out recommendations, split name) of a service's run on its warehouse: test
     targets of `leave_last_out` (then validation targets, until `recommendations`), each
     with the model's best item among a reduced candidate set (`content_candidates` +
-    `popular_candidates`, to keep the ranking cheap)."""
+    `popular_candidates`, no per-category ones, and a co-visit model's co-visited items,
+    to keep the ranking cheap)."""
     from core.splits import leave_last_out
     from core.train import CrossEncoderRecommender, load_training_data
     from explain.inputs import held_out_inputs
@@ -227,7 +228,8 @@ def held_out_for(service, *, recommendations: int = 200, content_candidates: int
     interactions, catalogue = load_training_data(service.paths)
     split = leave_last_out(interactions)
     recommender = CrossEncoderRecommender(service.model, content_candidates=content_candidates,
-                                          popular_candidates=popular_candidates
+                                          popular_candidates=popular_candidates,
+                                          category_candidates=0
                                           ).fit(split.train, catalogue)
     held = held_out_inputs(service.model, recommender, split, on="test",
                            users=recommendations, seed=seed, run_id=service.run_id)

@@ -92,8 +92,9 @@ def test_a_non_private_run_records_its_validation_fit_and_a_dp_run_has_none(
     plain = load(train(tiny_warehouse, quick(non_private=True), model_config=model_config,
                        bert_config=TINY, progress=False), tiny_warehouse)
     fit = plain.metrics["timing"]["final_mix"]
-    assert fit["validation_customers"] == 80 and len(fit["trained"]) == 5  # head + 4 inputs
-    assert fit["weights_of"] == ["head", "prior", "popularity", "category_share", "co_visits"]
+    assert fit["validation_customers"] == 80 and len(fit["trained"]) == 6  # head + 5 inputs
+    assert fit["weights_of"] == ["head", "prior", "popularity", "popularity_log",
+                                 "category_share", "co_visits"]
     assert fit["kept"] == "fitted" or fit["reason"] == "the fit lowered validation NDCG@10"
     if fit["kept"] == "fitted":
         assert np.allclose(plain.model.prior_mix.weight.detach().numpy().ravel(),
@@ -126,7 +127,7 @@ def test_a_dp_run_fits_its_final_weights_with_dp_and_the_ledger_composes_it(tiny
     run = load(run_id, tiny_warehouse)
     fit = run.metrics["timing"]["final_mix"]
     assert fit["private"] and fit["weights_of"] == ["head", "prior", "popularity",
-                                                    "category_share"]
+                                                    "popularity_log", "category_share"]
     assert np.allclose(run.model.prior_mix.weight.detach().numpy().ravel(), fit["fitted"][1:],
                        atol=1e-6)
     assert not {"validation_customers", "ranked", "ndcg_before", "ndcg_after"} & set(fit)
@@ -144,7 +145,10 @@ def test_a_dp_run_fits_its_final_weights_with_dp_and_the_ledger_composes_it(tiny
         delta=run.privacy["delta"])
     assert composed == pytest.approx(run.privacy["epsilon"], abs=0.02)
     assert composed <= 3.0 + 0.01
+    assert fit["averaged_steps"] == config.final_fit_steps // 2
     assert "fitted with DP" in model_runs.final_mix_note(run.metrics)
+    assert f"the last {config.final_fit_steps // 2} averaged" in model_runs.final_mix_note(
+        run.metrics)
     # by default, on 80 customers the fit's noise would swamp it: none is made or charged
     plain = train(tiny_warehouse, quick(), model_config=TINY_MODEL, bert_config=TINY,
                   progress=False)

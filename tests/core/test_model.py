@@ -1,5 +1,7 @@
 """The cross-encoder: both forward paths agree, only the chosen layers learn, real weights."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -27,6 +29,7 @@ def test_grouped_forward_equals_independent_pairs(prior_scale, popularity):
                                                        prior_scale=prior_scale,
                                                        popularity=popularity,
                                                        popularity_scale=1.0,
+                                                       popularity_log=False,
                                                        category_share=False)
                                      ).eval()
     with torch.no_grad():
@@ -95,9 +98,12 @@ def test_prior_model_starts_as_the_prior_and_needs_it():
 
 def test_the_popularity_field_moves_the_score_by_its_learnt_weight():
     model = CrossEncoder.from_config(TINY, ModelConfig(prior_scale=5.0, popularity_scale=2.0,
+                                                       popularity_log_scale=0.5,
                                                        omit_fields=("item_description",))
                                      ).eval()
-    assert model.prior_mix.weight.tolist() == [[5.0, 2.0, 0.0]]
+    assert mix_input_names(model.config) == ("prior", "popularity", "popularity_log",
+                                             "category_share")
+    assert model.prior_mix.weight.tolist() == [[5.0, 2.0, 0.5, 0.0]]
     history = [("purchase", {"item_id": "a", "title": "Mug", "category": "Kitchen"})]
     item = {"item_id": "b", "title": "Teapot", "category": "Kitchen"}
     plain = build_input(history, None, None, item)
@@ -106,21 +112,26 @@ def test_the_popularity_field_moves_the_score_by_its_learnt_weight():
     assert "popularity: 100 of 100" in model.text_pair(top)[1]
     logits = model.score_inputs([plain, top, bottom])
     masked = model.score_inputs([top], masked=frozenset({"item_popularity"}))
-    # the untrained head is zero: logit = 5 cos + 2 x (p - 50.5) / 28.866, where the
-    # cosine moves a little with the popularity text on side b
+    # the untrained head is zero: logit = 5 cos + 2 x (p - 50.5) / 28.866
+    # + 0.5 x (-log((101 - p) / 100) - 1), where the cosine moves a little with the
+    # popularity text on side b
     a, b_plain = model.text_pair(plain)
     _, b_top = model.text_pair(top)
-    cosine = model.prior_similarity([a, a], [b_plain, b_top])[:, 0]
+    _, b_bottom = model.text_pair(bottom)
+    cosine = model.prior_similarity([a, a, a], [b_plain, b_top, b_bottom])[:, 0]
     assert logits[0] == pytest.approx(5.0 * cosine[0], abs=1e-5)
-    assert logits[1] == pytest.approx(5.0 * cosine[1] + 2.0 * 49.5 / 28.866, abs=1e-4)
+    assert logits[1] == pytest.approx(5.0 * cosine[1] + 2.0 * 49.5 / 28.866
+                                      + 0.5 * (math.log(100.0) - 1.0), abs=1e-4)
+    assert logits[2] == pytest.approx(5.0 * cosine[2] - 2.0 * 49.5 / 28.866 - 0.5, abs=1e-4)
     assert logits[1] > logits[0] > logits[2]
     assert masked[0] == pytest.approx(logits[0], abs=1e-5)  # the field gone, its number too
     # runs saved before the feature existed load without it
     assert ModelConfig.from_dict({"prior_scale": 10.0}).popularity is False
+    assert ModelConfig.from_dict({"popularity": True}).popularity_log is False
     # by default the popularity (and category-share) weights start at 0: the untrained
     # model is the prior
     assert CrossEncoder.from_config(TINY, ModelConfig()).prior_mix.weight.tolist() == \
-        [[10.0, 0.0, 0.0]]
+        [[10.0, 0.0, 0.0, 0.0]]
 
 
 def test_the_category_share_field_moves_the_score_by_its_learnt_weight():
@@ -181,7 +192,7 @@ def test_real_minilm_loads_scores_and_freezes_all_but_the_top_layer():
     # Zero head: the untrained model is the zero-shot prior (a cosine times the scale).
     # (3, 3): cosine, popularity and category share (both absent: 0)
     prior = model.prior_similarity(TEXT_A, TEXT_B)
-    assert prior.shape == (3, 3) and not prior[:, 1:].any()
+    assert prior.shape == (3, 4) and not prior[:, 1:].any()
     assert np.allclose(scores, model.config.prior_scale * prior[:, 0], atol=1e-4)
     two = CrossEncoder.from_pretrained(ModelConfig(trainable_layers=2))
     assert {n.split(".")[4] for n in trainable_names(two) if ".encoder.layer." in n} == \

@@ -102,7 +102,9 @@ def test_recommender_scores_only_its_candidates(scored_setup):
     scores = rec.score_items(history, queries)  # (2, 20)
     assert scores.shape == (2, len(rec.items_))
     finite = np.isfinite(scores).sum(axis=1)
-    assert (finite <= 6 + 4).all() and (finite >= 4).all()
+    config = loaded.model_config  # content + popular + per category of the history shown
+    most = 6 + 4 + config.category_candidates * config.history_len
+    assert (finite <= most).all() and (finite >= 4).all()
     owned = set(history.loc[history["user_pseudonym"] == "u_000", "item_id"])
     candidate_items = set(rec.items_[np.isfinite(scores[0])])
     assert not owned & candidate_items

@@ -229,8 +229,8 @@ def test_a_non_private_model_reads_co_visits_and_a_dp_model_never_does(tiny_ware
     loaded = load(plain, tiny_warehouse)
     assert loaded.model_config.co_visits and loaded.model.co_visits is not None
     assert (loaded.path / "co_visits.npz").exists()
-    # cosine, popularity, category share, co-visits
-    assert loaded.model.prior_mix.in_features == 4
+    # cosine, popularity (and its log), category share, co-visits
+    assert loaded.model.prior_mix.in_features == 5
     assert loaded.privacy["co_visits"]["customers"] == CUSTOMERS
     interactions, catalogue = train_mod.load_training_data(tiny_warehouse)
     split = train_mod.make_split(interactions, "leave_last_out")
@@ -248,7 +248,7 @@ def test_a_non_private_model_reads_co_visits_and_a_dp_model_never_does(tiny_ware
     loaded = load(private, tiny_warehouse)
     assert not loaded.model_config.co_visits and loaded.model.co_visits is None
     assert not (loaded.path / "co_visits.npz").exists()
-    assert loaded.model.prior_mix.in_features == 3 and "co_visits" not in loaded.privacy
+    assert loaded.model.prior_mix.in_features == 4 and "co_visits" not in loaded.privacy
     # the category share reads the customer's own history only: DP models read it too
     assert loaded.model_config.category_share
     recommender = train_mod.CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
@@ -257,6 +257,36 @@ def test_a_non_private_model_reads_co_visits_and_a_dp_model_never_does(tiny_ware
     shares = [b for b in text_b if "recent items in its category: " in b]
     assert shares and not any("bought with history" in b for b in text_b)
     assert len(shares) == len(text_b)  # every generated item has a category
+
+
+def test_retrieval_adds_the_most_popular_items_of_the_history_shown_categories(
+        tiny_warehouse):
+    model = CrossEncoder.from_config(TINY, replace(TINY_MODEL, content_candidates=2,
+                                                   popular_candidates=1,
+                                                   category_candidates=2))
+    interactions, catalogue = train_mod.load_training_data(tiny_warehouse)
+    split = train_mod.make_split(interactions, "leave_last_out")
+    queries = split.test.head(12)
+    with_category = train_mod.CrossEncoderRecommender(model).fit(split.train, catalogue)
+    without = train_mod.CrossEncoderRecommender(model, category_candidates=0).fit(
+        split.train, catalogue)
+    columns = with_category.candidates(split.train, queries)
+    base = without.candidates(split.train, queries)
+    counts = split.train["item_id"].value_counts()
+    category = dict(zip(catalogue["item_id"], catalogue["category"], strict=True))
+    for user, cols, first in zip(queries["user_pseudonym"], columns, base, strict=True):
+        assert list(cols[:len(first)]) == list(first)  # content and popular come first
+        rows = split.train[split.train["user_pseudonym"] == user].sort_values("ts")
+        shown = list(rows["item_id"])[-TINY_MODEL.history_len:]
+        taken = set(rows["item_id"]) | {with_category.items_[c] for c in first}
+        expected = set()
+        for cat in {category[i] for i in shown}:
+            ranked = sorted((i for i in category if category[i] == cat and i not in taken
+                             and i in counts.index),  # items never bought: not ranked
+                            key=lambda i: (-counts[i], i))
+            expected |= set(ranked[:2])
+        assert {with_category.items_[c] for c in cols[len(first):]} == expected
+        assert len(cols) == len(set(cols))  # no item twice
 
 
 def test_max_steps_stops_within_the_epoch_and_the_accountant_counts_those_steps(
