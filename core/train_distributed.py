@@ -135,13 +135,15 @@ def fit_distributed(groups, catalogue, split, config: TrainConfig, model_config:
     # One share of this machine's cores per local worker (train() asked for all of them).
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local))
-    # Rank 0's train() released the item popularity into its catalogue: every rank
-    # reads the same percentiles.
+    # Rank 0's train() released the item popularity into its catalogue and fixed the
+    # model to the release (`model_config_for_release`): every rank reads the same
+    # percentiles and builds the same model.
     released = [item_popularity.of(catalogue) if rank == 0 and item_popularity.POPULARITY
-                in catalogue.columns else None]
+                in catalogue.columns else None, model_config]
     dist.broadcast_object_list(released, src=0)
     if released[0] is not None and rank != 0:
         catalogue = item_popularity.attach(catalogue, released[0])
+    model_config = released[1]
     model = train_mod._new_model(model_config, bert_config, config.seed)
     dataset = build_dataset(groups, catalogue, model, seed=config.seed)
     _same_on_every_rank("the example groups and the privacy plan", (_digest(groups), plan))

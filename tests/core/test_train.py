@@ -111,6 +111,11 @@ def test_dp_run_spends_the_target_epsilon_and_is_recorded(tiny_warehouse):
     release = privacy["popularity_release"]
     assert release["epsilon_alone"] == pytest.approx(0.25 * 3.0, rel=0.05)
     assert 0.0 <= release["reliability"] <= 1.0
+    # The log form is read exactly where the release is reliable, and the saved model
+    # is the one trained (its mix has the matching width).
+    reliable = release["reliability"] >= train_mod.LOG_FORM_MIN_RELIABILITY
+    assert release["log_form"].startswith("read" if reliable else "not read: reliability")
+    assert load(run_id, tiny_warehouse).model.config.popularity_log is reliable
     composed = compose_epsilon([(r.noise_multiplier, r.sample_rate, r.steps)
                                 for r in (counts[0], records[0])],
                                delta=privacy["delta"])
@@ -433,3 +438,70 @@ def test_grad_samples_kept_without_copy_and_padded_or_added_as_opacus_does():
     view, third = torch.randn(4, 6)[:, :3], torch.nn.Parameter(torch.zeros(3))
     _store_grad_sample(param=third, grad_sample=view, max_batch_len=4)
     assert third._current_grad_sample is not view  # a view is copied, never aliased
+
+
+def test_new_items_take_the_last_places_of_the_top_ten_keeping_the_order_of_the_rest():
+    scores = np.arange(14, 0, -1, dtype=np.float64)  # candidate c ranks c + 1
+    new = np.zeros(14, dtype=bool)
+    new[[11, 13]] = True
+    one = train_mod.with_new_item_slots(scores, new, 1)
+    order = list(np.argsort(-one, kind="stable"))
+    assert order[:10] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 11]  # the best new item is 10th
+    assert order[10:] == [9, 10, 12, 13]  # everything else in its old order
+    assert scores[8] > one[11] > scores[9]  # its score lies between its new neighbours
+    assert one[np.arange(14) != 11].tolist() == scores[np.arange(14) != 11].tolist()
+    two = list(np.argsort(-train_mod.with_new_item_slots(scores, new, 2), kind="stable"))
+    assert two[:10] == [0, 1, 2, 3, 4, 5, 6, 7, 11, 13]
+    new_in_top = new.copy()
+    new_in_top[2] = True  # a new item the model itself puts in the top 10
+    assert train_mod.with_new_item_slots(scores, new_in_top, 1).tolist() == scores.tolist()
+    assert train_mod.with_new_item_slots(scores[:10], new[:10], 1).tolist() \
+        == scores[:10].tolist()  # ten candidates or fewer: nothing to move
+    assert train_mod.with_new_item_slots(scores, new, 0).tolist() == scores.tolist()
+    with pytest.raises(ValueError, match="new_item_slots=10"):
+        ModelConfig(new_item_slots=10)
+
+
+def test_items_outside_the_training_data_are_new_and_get_a_place_in_each_top_ten(
+        tiny_warehouse):
+    model_config = replace(TINY_MODEL, content_candidates=14, new_item_slots=1)
+    run_id = train(tiny_warehouse, quick(held_out_items=0.2), model_config=model_config,
+                   bert_config=TINY, progress=False)
+    loaded = load(run_id, tiny_warehouse)
+    held = set(loaded.metrics["held_out_items"])
+    interactions, catalogue = train_mod.load_training_data(tiny_warehouse)
+    split = train_mod.make_split(interactions, "leave_last_out")
+    recommender = train_mod.CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
+    assert {str(i) for i in recommender.items_[recommender.new_]} == held
+    plain = train_mod.CrossEncoderRecommender(loaded.model, new_item_slots=0).fit(
+        split.train, catalogue)
+    queries = split.test.head(10)
+    history = split.train
+    with_slot = recommender.score_items(history, queries)
+    without = plain.score_items(history, queries)
+    for q, cols in enumerate(recommender.candidates(history, queries)):
+        top = np.argsort(-with_slot[q], kind="stable")[:10]
+        if len(cols) > 10 and recommender.new_[cols].any():
+            assert recommender.new_[top].sum() >= 1
+        old = [c for c in np.argsort(-without[q], kind="stable")[:len(cols)]
+               if not recommender.new_[c]]
+        new_order = [c for c in np.argsort(-with_slot[q], kind="stable")[:len(cols)]
+                     if not recommender.new_[c]]
+        assert new_order == old  # bought items keep the model's order
+
+
+def test_the_log_form_of_popularity_is_read_only_from_a_reliable_release():
+    def release(reliability: float) -> train_mod.PopularityRelease:
+        return train_mod.PopularityRelease({"i1": 100}, 3.0, 5, 100, 0.75, "prv",
+                                           reliability)
+
+    model_config = ModelConfig(popularity_log=True)
+    threshold = train_mod.LOG_FORM_MIN_RELIABILITY
+    noisy = train_mod.model_config_for_release(model_config, release(threshold - 0.01))
+    assert noisy.popularity_log is False and noisy.popularity is True
+    assert noisy == replace(model_config, popularity_log=False)  # nothing else changes
+    assert train_mod.model_config_for_release(model_config, release(threshold)) \
+        == model_config
+    assert train_mod.model_config_for_release(model_config, None) == model_config
+    exact = replace(release(1.0), noise_multiplier=0.0)  # a non-private run's counts
+    assert train_mod.model_config_for_release(model_config, exact).popularity_log is True
