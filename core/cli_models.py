@@ -80,7 +80,7 @@ def _print_run(run_id: str) -> None:
             print(f"    item popularity: released once (Gaussian, sigma "
                   f"{release['noise_multiplier']:.3f}, at most {release['cap']} items per "
                   f"customer), ledger entry {release['ledger_run_id']}; the epsilon above "
-                  "covers it and training together")
+                  f"covers it and training together{model_runs.release_quality(release)}")
     else:
         print("    privacy: NONE (non-private run, recorded in the ledger with epsilon inf)")
         if p.get("co_visits"):

@@ -199,6 +199,18 @@ SEGMENT_LABELS = {"warm_items": "items seen in training", "cold_items":
                   "customers with at most 2 earlier interactions"}
 
 
+def release_quality(release: Mapping[str, object]) -> str:
+    """"; reliability 0.55 (...)" for a popularity release's record: how much of the
+    released spread is signal and whether the model read the log form; "" for records
+    written before either existed."""
+    reliability = _number(release.get("reliability"))
+    if reliability is None:
+        return ""
+    log_form = release.get("log_form")
+    return (f"; reliability {reliability:.2f} (share of the released spread that is "
+            f"signal)" + (f", log form {log_form}" if log_form else ""))
+
+
 def final_mix_note(metrics: Mapping[str, object]) -> str | None:
     """One line on a non-private run's validation fit of its final logit's weights
     (`core.mix_fit.fit_on_validation`), or None where the run made none."""

@@ -32,6 +32,10 @@ from explain.warmup import warm_up_in_background
 LEFT_METHODS = ("shap-field", "leave-one-out", "attention-rollout", "attention-cls")
 LABEL_CHARS = 48
 BAR_HEIGHT = 26
+# A new item's score is its text's alone; its place may be the one kept for new items.
+NEW_ITEM_NOTE = (" *New item: no purchases in the model's training data, so it is judged "
+                 "by its text alone; the last place of each top 10 is kept for the best "
+                 "new item.*")
 _WARM = {"started": False}
 
 
@@ -171,7 +175,8 @@ def render_explanations(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None
         titles.append(str(title) if title is not None and not pd.isna(title)
                       else service.title(str(row["item_id"])))
         lines.append(f"- **#{int(row['rank'])} · {_md(titles[-1])}**: "
-                     f"{_md(reason(found[worded]))}")
+                     f"{_md(reason(found[worded]))}"
+                     f"{NEW_ITEM_NOTE if service.is_new(str(row['item_id'])) else ''}")
     st.markdown("\n".join(lines))
     if explained:
         number = st.selectbox(

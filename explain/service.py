@@ -104,6 +104,13 @@ class ExplainService:
         return CrossEncoderRecommender(self.model, name=self.run_id).fit(
             data["interactions"], data["catalogue"])
 
+    def is_new(self, item_id: str) -> bool:
+        """The item lies outside the model's training data (added to the catalogue
+        since, or held out): the model judges it by its text alone, and the last place
+        of each top 10 is kept for the best such item (`core.train`)."""
+        column = self.recommender.column_.get(str(item_id))
+        return column is not None and bool(self.recommender.new_[column])
+
     @property
     def cache_dir(self) -> Path:
         return self.paths.models_dir / self.run_id / TOKEN_CACHE_DIR

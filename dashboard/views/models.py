@@ -195,7 +195,8 @@ with privacy_col:
                 f"Item popularity: customer counts per item (at most {release['cap']} items "
                 f"per customer) released once with Gaussian noise, σ "
                 f"{_fmt(release['noise_multiplier'], '.3f')}, ledger entry "
-                f"{release['ledger_run_id']}; ε above covers training and this release")
+                f"{release['ledger_run_id']}; ε above covers training and this release"
+                f"{model_runs.release_quality(release)}")
         else:
             notes.append("Item popularity: exact counts (not private)")
     final_fit = privacy.get("final_fit")

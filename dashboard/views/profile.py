@@ -249,8 +249,10 @@ st.dataframe(
         "category": "Category",
         "price": st.column_config.NumberColumn("Price", format="dollar"),
         "score": st.column_config.NumberColumn(
-            "Score", format="%.3f", help="The model's score (a logit): higher ranks first"
-        ),
+            "Score", format="%.3f",
+            help="The model's score (a logit): higher ranks first. A new item (no "
+                 "purchases in the model's training data) moved into the last place of "
+                 "the top 10, kept for new items, shows a score between its neighbours'"),
     },
 )
 st.caption(

@@ -76,7 +76,8 @@ def write_fake_run(
             "secure_mode": False,
             **({"popularity_release": {
                 "noise_multiplier": 4.92, "cap": 10, "l2_sensitivity": 10 ** 0.5,
-                "customers": 70, "epsilon_alone": 0.75,
+                "customers": 70, "epsilon_alone": 0.75, "reliability": 0.55,
+                "log_form": "not read: reliability 0.55 below 0.9",
                 "ledger_run_id": run_id + "-counts"}} if private else {
                 "co_visits": {"what": "customers who interacted with both items",
                               "customers": 70, "pairs": 120}}),
@@ -257,6 +258,8 @@ def test_runs_table_and_the_selected_dp_run(two_runs):
     captions = " ".join(c.value for c in at.caption)
     assert f"Item popularity: customer counts per item (at most 10 items per customer) " \
         f"released once with Gaussian noise, σ 4.920, ledger entry {DP_RUN}-counts" in captions
+    assert "reliability 0.55 (share of the released spread that is signal), log form not " \
+        "read: reliability 0.55 below 0.9" in captions
     assert "1 step had an empty batch" in captions
     assert not at.warning
 

@@ -60,3 +60,26 @@ def test_measured_preference_is_the_default(explain_warehouse, monkeypatch):
     assert at.selectbox[0].value == "leave-one-out"
     assert len(at.get("plotly_chart")) == 3  # + the faithfulness figure
     assert any("beats a random order on 93%" in c.value for c in at.caption)
+
+
+def test_a_new_item_says_it_is_judged_by_its_text_alone(explain_warehouse, monkeypatch):
+    from explain.panel import NEW_ITEM_NOTE
+    from explain.service import get_service, reset
+
+    service = get_service(TINY_RUN)
+    recs = service.recommendations_for([EXPLAIN_USERS[0]], k=2)
+    first, second = (str(i) for i in recs["item_id"])
+    recommender = service.recommender
+    try:
+        recommender.new_[:] = False
+        recommender.new_[recommender.column_[first]] = True  # as if added since training
+        assert service.is_new(first) and not service.is_new(second)
+        assert not service.is_new("not-in-the-catalogue")
+        at = _page(monkeypatch)
+        assert not at.exception, [e.value for e in at.exception]
+        lines = [line for m in at.markdown for line in m.value.splitlines()
+                 if line.startswith("- **#")]
+        assert len(lines) == 2
+        assert [NEW_ITEM_NOTE.strip() in line for line in lines] == [True, False]
+    finally:
+        reset()  # the next test loads the run afresh
