@@ -44,7 +44,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         # co-visits where allowed: train() keeps them for non-private runs only
         model_config = ModelConfig(trainable_layers=args.trainable_layers, co_visits=True,
                                    **({"max_length": args.max_length} if args.max_length
-                                      else {}))
+                                      else {}),
+                                   **({"new_item_slots": args.new_item_slots}
+                                      if args.new_item_slots is not None else {}))
         config = with_overrides(
             TrainConfig(non_private=args.non_private,
                         epsilon=math.inf if args.non_private else TrainConfig.epsilon),
@@ -196,6 +198,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--trainable-layers", type=int, default=1,
                     help="top encoder layers that learn (default 1)")
     tr.add_argument("--max-length", type=int, help="tokens per text pair (default 128)")
+    tr.add_argument("--new-item-slots", type=int,
+                    help="last places of each top 10 kept for items outside the training "
+                         "data (default 1; 0: none)")
     tr.add_argument("--dataset", help="ledger dataset to charge (default: the warehouse)")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--max-customers", type=int, help="a random subset of customers (quick)")

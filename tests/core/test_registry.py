@@ -113,6 +113,9 @@ def test_cli_mistakes_are_usage_errors(warehouse_paths):
     args = parser.parse_args(["train", "--non-private", "--epsilon", "3"])
     with pytest.raises(UsageError, match="contradict"):
         args.func(args)
+    args = parser.parse_args(["train", "--new-item-slots", "10"])
+    with pytest.raises(UsageError, match="new_item_slots=10: at most 9"):
+        args.func(args)
     args = parser.parse_args(["evaluate", "no_such_run"])
     with pytest.raises(UsageError, match="clearmark models"):
         args.func(args)
