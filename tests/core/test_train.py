@@ -253,7 +253,10 @@ def test_a_non_private_model_reads_co_visits_and_a_dp_model_never_does(tiny_ware
     loaded = load(private, tiny_warehouse)
     assert not loaded.model_config.co_visits and loaded.model.co_visits is None
     assert not (loaded.path / "co_visits.npz").exists()
-    assert loaded.model.prior_mix.in_features == 4 and "co_visits" not in loaded.privacy
+    # cosine, popularity (its log only from a reliable release), category share
+    log_form = loaded.privacy["popularity_release"]["log_form"] == "read"
+    assert loaded.model.prior_mix.in_features == 3 + log_form
+    assert "co_visits" not in loaded.privacy
     # the category share reads the customer's own history only: DP models read it too
     assert loaded.model_config.category_share
     recommender = train_mod.CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
