@@ -19,7 +19,10 @@ all test targets, "warm_items" (targets training saw), "cold_items" (targets hel
 hr@10 is their recall@10) and "cold_users" (at most 2 earlier interactions), for the
 non-private model, DP at each epsilon (user-level: the unit is the customer) and the
 baselines (popularity, item-kNN, zero-shot content) fitted on the same training data.
-Mean and standard deviation over the seeds.
+The cross-encoders keep the last place of each top 10 for a new item (the default
+`ModelConfig.new_item_slots`: the README's design notes); the baselines have no such
+rule (the ID-based ones cannot rank an item they never saw). Mean and standard
+deviation over the seeds.
 
 Also measured in this same process: DP step time over non-private step time on the
 same fixed batch, training throughput (customers per second), scoring throughput
