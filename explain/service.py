@@ -108,8 +108,15 @@ class ExplainService:
         """The item lies outside the model's training data (added to the catalogue
         since, or held out): the model judges it by its text alone, and the last place
         of each top 10 is kept for the best such item (`core.train`)."""
-        column = self.recommender.column_.get(str(item_id))
-        return column is not None and bool(self.recommender.new_[column])
+        item = str(item_id)
+        return item in self.records and item not in self.trained_items
+
+    @functools.cached_property
+    def trained_items(self) -> frozenset[str]:
+        """`core.train.trained_items` of this run (without fitting the recommender)."""
+        from core.train import trained_items
+
+        return frozenset(trained_items(self.model, self.interactions))
 
     @property
     def cache_dir(self) -> Path:

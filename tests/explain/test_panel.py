@@ -69,10 +69,8 @@ def test_a_new_item_says_it_is_judged_by_its_text_alone(explain_warehouse, monke
     service = get_service(TINY_RUN)
     recs = service.recommendations_for([EXPLAIN_USERS[0]], k=2)
     first, second = (str(i) for i in recs["item_id"])
-    recommender = service.recommender
-    try:
-        recommender.new_[:] = False
-        recommender.new_[recommender.column_[first]] = True  # as if added since training
+    try:  # as if `first` were added to the catalogue since training
+        service.__dict__["trained_items"] = frozenset(service.records) - {first}
         assert service.is_new(first) and not service.is_new(second)
         assert not service.is_new("not-in-the-catalogue")
         at = _page(monkeypatch)
