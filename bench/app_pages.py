@@ -8,10 +8,11 @@ Prints a table and writes ``bench/results/app_pages.json`` (``--result-name`` to
 the stem) with the machine description, the warehouse's size and row counts, and the
 load average at the start and the end (the machine is shared).
 
-Protocol. The app is started as the browser tests start it (``streamlit run
-dashboard/app.py``, headless, on a free localhost port, file watcher off,
-``CLEARMARK_DATA=DIR``) and driven by Debian's chromium (/usr/bin/chromium, headless,
-``--no-sandbox``) through Playwright, one browser page reused for every load. A load is
+Protocol. The app is started as ``clearmark app`` starts it (``python -m dashboard.serve``:
+the warm-up of imports, the explanation model and the ledger's epsilons, then Streamlit,
+headless, on a free localhost port, file watcher off, ``CLEARMARK_DATA=DIR``) and driven
+by Debian's chromium (/usr/bin/chromium, headless, ``--no-sandbox``) through Playwright.
+A load is
 ``page.goto(<url path>)`` and ends when the app has finished rendering:
 
 1. the script run is over: Streamlit's script state is ``notRunning`` (the running
@@ -32,9 +33,8 @@ Pages (the URL paths of ``st.navigation`` in dashboard/app.py: the file stems, t
 default page at ``/``): overview, models, profile, sentiment, campaigns, privacy.
 
 - cold: the first load of each page after the server answered its health check, pages
-  in the order above; the first page also pays for the first session (imports of the
-  page modules, the browser's first fetch of the front end), later pages find caches
-  shared with earlier ones warm;
+  in the order above, each in a fresh browser context (a new session, no browser cache);
+  the server-side caches of earlier pages are warm;
 - warm: then ``--repeats`` rounds over all pages; p50 and p95 per page (linear
   interpolation between the sorted loads; with few loads p95 is close to the maximum).
 
@@ -162,17 +162,17 @@ def free_port() -> int:
 
 def start_app(data_dir: Path, log_path: Path, *, timeout_s: float = 120.0
               ) -> tuple[subprocess.Popen, str, float]:
-    """`streamlit run dashboard/app.py` on a free port; (process, base URL, seconds until
-    its health check answered). The caller must `stop_app` it."""
+    """The app as `clearmark app` serves it (`dashboard.serve`: warm-up, then Streamlit)
+    on a free port; (process, base URL, seconds until its health check answered). The
+    caller must `stop_app` it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CLEARMARK_WAREHOUSE"}
     env["CLEARMARK_DATA"] = str(data_dir)
     log = log_path.open("wb")
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        [sys.executable, "-m", "dashboard.serve", "--port", str(port), "--address",
+         "127.0.0.1"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True)
     log.close()  # the child holds its own descriptor
@@ -262,12 +262,15 @@ def measure(base_url: str, repeats: int, pages: Sequence[tuple[str, str, str]] =
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                      args=CHROMIUM_ARGS)
         try:
+            for name, path, title in pages:  # each first view in a fresh browser session
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                context.add_init_script(MUTATIONS_JS)
+                cold[name] = load_page(context.new_page(), f"{base_url}/{path}", title)
+                context.close()
+                print(f"cold {name:10s} {cold[name]['seconds']:6.2f} s", flush=True)
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             context.add_init_script(MUTATIONS_JS)
             page = context.new_page()
-            for name, path, title in pages:
-                cold[name] = load_page(page, f"{base_url}/{path}", title)
-                print(f"cold {name:10s} {cold[name]['seconds']:6.2f} s", flush=True)
             for round_ in range(repeats):
                 for name, path, title in pages:
                     warm[name].append(load_page(page, f"{base_url}/{path}", title))

@@ -48,12 +48,12 @@ import pandas as pd
 from bench.machine import write_result
 from core import campaigns as C
 from core import registry
-from core.cli_campaigns import reasons_explainer
 from core.config import PROJECT_ROOT, Paths
 from core.generator import GeneratorConfig, default_item_count, generate
 from core.ingest import ingest
 from core.interactions import load_catalogue, load_interactions
 from core.model import CrossEncoder, ModelConfig
+from explain.reasons import campaign_explainer
 from privacy.pseudonym import pseudonymize
 
 AMAZON_DIR = PROJECT_ROOT.parent / "shared" / "data" / "amazon-2018"
@@ -205,7 +205,7 @@ def bench_timing(tmp: Path, *, customers: int = 100_000) -> dict[str, object]:
     score_cpu_s = time.process_time() - cpu0
     load_after = load()
     model = registry.load(run_id, paths).model
-    explainer = reasons_explainer(model)
+    explainer = campaign_explainer(model)
     t0 = time.perf_counter()
     reasons = C.explain_audience(scored.scores, load_interactions(paths),
                                  load_catalogue(paths), campaign, explainer=explainer,

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 from core.config import PROJECT_ROOT, Paths, PrivacyConfig
@@ -21,6 +21,12 @@ DEFAULT_PORT = 8501
 # Modules that add their own subcommands with `register(subparsers)`.
 EXTENSIONS = ("core.cli_models", "core.cli_explain", "core.cli_sentiment", "core.cli_campaigns",
               "core.cli_privacy")
+
+
+# `clearmark generate` as before; the demo asks for denser data (DEMO_*): every review
+# chart of the app needs at least 10 reviewers per cell (PrivacyConfig.min_cell_size).
+GENERATOR_REVIEW_RATE, GENERATOR_MONTHS = 0.3, 36
+DEMO_REVIEW_RATE, DEMO_MONTHS = 1.0, 12
 
 
 class UsageError(RuntimeError):
@@ -61,9 +67,17 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from core.generator import GeneratorConfig, generate
 
     out = Path(args.out) if args.out else Paths().raw_demo_dir
-    config = GeneratorConfig(customers=args.customers,
-                             items=args.items or max(200, args.customers // 50),
-                             seed=args.seed)
+    if args.months < 1:
+        raise UsageError(f"--months {args.months}: give at least 1 month of history.")
+    end = GeneratorConfig.end
+    first = end.year * 12 + end.month - 1 - (args.months - 1)  # months since year 0
+    try:
+        config = GeneratorConfig(customers=args.customers,
+                                 items=args.items or max(200, args.customers // 50),
+                                 review_rate=args.review_rate, seed=args.seed,
+                                 start=date(first // 12, first % 12 + 1, 1), end=end)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     files = generate(config, out, progress=not args.quiet)
     print(f"Generated raw demo data (with personal data, as a real export has) in {out}:")
     print(f"    {files}")
@@ -105,37 +119,27 @@ def _demo_key() -> None:
     os.environ[KEY_FILE_ENV] = str(DEMO_KEY_FILE)
 
 
-# The model steps of the demo, run after the app is up (they take minutes on 2 cores;
-# the app keeps serving while they write). Small settings: a demo, not a benchmark.
-DEMO_PIPELINE = (
-    ("train", "--epsilon", "3", "--epochs", "1", "--max-customers", "600",
-     "--eval-users", "100", "--audit-pool", "200", "--quiet"),
-    ("audit", "membership", "--quiet"),
-    ("score", "--quiet"),
-    ("sentiment", "train", "--epsilon", "8", "--epochs", "1", "--max-reviewers", "400"),
-    ("sentiment", "score"),
-)
-
-
-def run_pipeline(steps=DEMO_PIPELINE, *, log: Path) -> subprocess.Popen:
-    """Run the model steps one after another in a background process, logging to `log`;
-    a failing step stops the chain (the log says which)."""
-    commands = " && ".join(
-        " ".join([shlex.quote(sys.executable), "-m", "core.cli", *map(shlex.quote, step)])
-        for step in steps)
+def run_pipeline(*, log: Path) -> subprocess.Popen:
+    """Start `clearmark pipeline` in a background process logging to `log`; it keeps
+    `pipeline_status.json` current for the app (`core.pipeline`)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = log.open("w")
-    return subprocess.Popen(["bash", "-c", f"set -x; {commands}"], stdout=handle,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-u", "-m", "core.cli", "pipeline",
+                             "--log", str(log)], stdout=handle, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=PROJECT_ROOT)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
-    """Run the demo's model steps in the foreground."""
-    for step in DEMO_PIPELINE:
-        print("clearmark", " ".join(step), flush=True)
-        code = main(list(step))
-        if code:
-            raise UsageError(f"step `clearmark {' '.join(step)}` failed (exit {code}).")
+    """Run the demo's model steps, sized to the warehouse, in the foreground."""
+    from core import pipeline
+
+    paths = Paths()
+    status = pipeline.run(pipeline.plan(paths), paths, run_command,
+                          log=Path(args.log) if getattr(args, "log", None) else None,
+                          echo=lambda line: print(line, flush=True))
+    failed = status.failed
+    if failed is not None:
+        raise UsageError(f"step `clearmark {' '.join(failed.argv)}` failed: {failed.message}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -144,6 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     out = paths.raw_demo_dir
     if not (out / "events.csv").exists() or args.regenerate:
         cmd_generate(argparse.Namespace(customers=args.customers, items=None, seed=args.seed,
+                                        review_rate=DEMO_REVIEW_RATE, months=DEMO_MONTHS,
                                         out=str(out), quiet=False))
     cmd_ingest(argparse.Namespace(paths=[str(out)], mapping=None, format=None, quiet=False,
                                   k=PrivacyConfig().k_anonymity))
@@ -152,7 +157,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
             cmd_pipeline(args)
         return
     if not args.skip_models:
-        log = paths.data_dir / "demo_pipeline.log"
+        from core.pipeline import LOG_FILE
+
+        log = paths.data_dir / LOG_FILE
         run_pipeline(log=log)
         print(f"Training the DP recommender and the sentiment model in the background "
               f"(log: {log}); their pages fill in when they finish.")
@@ -160,12 +167,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_app(args: argparse.Namespace) -> None:
-    app = PROJECT_ROOT / "dashboard" / "app.py"
     print(f"Serving the app at http://localhost:{args.port} (Ctrl-C stops it)", flush=True)
-    streamlit = [sys.executable, "-m", "streamlit", "run", str(app),
-                 "--server.address", "localhost", "--server.port", str(args.port),
-                 "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    os.execv(sys.executable, streamlit)
+    # dashboard.serve loads the heavy parts first, then runs Streamlit in its process
+    os.execv(sys.executable, [sys.executable, "-m", "dashboard.serve", "--port",
+                              str(args.port), "--address", "localhost"])
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -206,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "(about 10 events each; 100000 gives about 1M events)")
     gen.add_argument("--items", type=int, help="catalogue size (default customers/50, min 200)")
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--review-rate", type=float, default=GENERATOR_REVIEW_RATE,
+                     help="share of purchases that get a review (default %(default)s)")
+    gen.add_argument("--months", type=int, default=GENERATOR_MONTHS,
+                     help="months of history, ending December 2025 (default %(default)s)")
     gen.add_argument("--out", help="output folder (default data/raw/demo)")
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -238,31 +247,45 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--port", type=int, default=DEFAULT_PORT)
 
     add("status", cmd_status, "Row counts and the last ingest runs.")
-    add("pipeline", cmd_pipeline, "The demo's model steps on the current warehouse: DP "
-        "recommender (train, score) and DP sentiment model (train, score).")
+    pipe = add("pipeline", cmd_pipeline, "The demo's model steps on the current warehouse, "
+               "sized to its data: DP recommender (train, membership audit, score) and DP "
+               "sentiment model (train, score). Progress goes to data/pipeline_status.json, "
+               "which the app shows.")
+    pipe.add_argument("--log", help=argparse.SUPPRESS)  # where the background run logs
     for module in EXTENSIONS:
         importlib.import_module(module).register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _user_errors() -> tuple[type[Exception], ...]:
     from core.ingest import IngestError
     from core.readers import SourceError
     from core.warehouse import WarehouseError
     from privacy.ledger import LedgerError
     from privacy.pseudonym import PseudonymKeyError
 
-    args = build_parser().parse_args(argv)
+    return (SourceError, IngestError, WarehouseError, PseudonymKeyError, LedgerError,
+            UsageError)
+
+
+def run_command(argv: Sequence[str]) -> str | None:
+    """Run one subcommand in this process; returns the message of a problem it can
+    explain (also printed), or None on success. Other exceptions propagate."""
+    args = build_parser().parse_args(list(argv))
     try:
         args.func(args)
-    except (SourceError, IngestError, WarehouseError, PseudonymKeyError, LedgerError,
-            UsageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except _user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return str(exc)
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return 2 if run_command(sys.argv[1:] if argv is None else argv) else 0
     except KeyboardInterrupt:
         print("interrupted; nothing was written by the step that was running.", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -55,22 +55,6 @@ def _guard(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Nam
 # --- adapters to the explanation package (the composition root) --------------------------
 
 
-def reasons_explainer(model):
-    """fields -> (top reason phrases, attribution per field): field SHAP on the input,
-    phrased by `explain.reasons` (largest share first, phrases under 5% left out)."""
-    from explain.field_shap import FieldShapConfig, explain_fields
-    from explain.reasons import reason_parts
-
-    config = FieldShapConfig()
-
-    def explain(fields):
-        explanation = explain_fields(model, fields, config=config)
-        phrases = [p.phrase for p in reason_parts(explanation) if p.phrase]
-        return phrases, explanation.by_field()
-
-    return explain
-
-
 def safe_cell():
     from explain.csv_safe import safe_cell as cell
 
@@ -163,11 +147,12 @@ def _print_scoring(scored) -> None:
 @_guard
 def cmd_score(args: argparse.Namespace) -> None:
     from core import campaigns as C
+    from explain.reasons import campaign_explainer
 
     config = C.ScoringConfig(ce_customers=args.ce_customers, ce_items=args.ce_items,
                              reasons=args.reasons, seed=args.seed)
     scored = C.score_campaign(Paths(), args.campaign_id, config=config,
-                              explainer_factory=reasons_explainer if args.reasons else None,
+                              explainer_factory=campaign_explainer if args.reasons else None,
                               use_model=not args.no_model)
     _print_scoring(scored)
 

@@ -6,6 +6,7 @@ line, and CSV exports of explanations.
     clearmark explain-export (--audience FILE_OF_PSEUDONYMS | --all) --out file.csv
                       [--run RUN] [--method METHOD ...] [--k 10]
     clearmark explain-faithfulness [--run RUN] [--recommendations 200]
+    clearmark explain-precompute [--customers 3] [--quiet]
 
 `register(sub)` adds them to the subparsers of `core.cli.build_parser`. The model is
 the run given (default: the latest registered run). Recommendations are the run's
@@ -154,6 +155,27 @@ def cmd_explain_faithfulness(args: argparse.Namespace) -> None:
     print(f"Wrote {summary_path(Paths(), summary['run_id'])}")
 
 
+def cmd_explain_precompute(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from core.warehouse import query
+    from explain.stored import precompute
+
+    paths = Paths()
+    scored = query("latest_scored_run", paths) if query(
+        "table_exists", paths, table_name="recommendations")["present"].iloc[0] else None
+    if scored is None or scored.empty:
+        _fail("no recommendations to explain: run `clearmark score` first.")
+    service = _service(str(scored["run_id"].iloc[0]))
+    customers = query("top_active_customers", paths, limit=args.customers)[
+        "user_pseudonym"].astype(str).tolist()
+    with tqdm(total=len(customers), desc="explain", unit="customer",
+              disable=args.quiet) as bar:
+        rows = precompute(service, customers, paths, on_customer=bar.update)
+    print(f"Stored {rows:,} explanations of {len(customers)} customers' recommendations "
+          f"(run {service.run_id}); their profiles show the reasons at once.")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `explain`, `explain-export` and `explain-faithfulness`."""
     help_ = "Why a customer got their recommendations: field attributions and a reason."
@@ -191,3 +213,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--recommendations", type=int, default=200,
                    help="held-out recommendations to measure (default 200)")
     f.set_defaults(func=cmd_explain_faithfulness)
+
+    help_ = ("Explain, after scoring, the recommendations of the customers the profile page "
+             "offers first (the most active) and keep them in the warehouse, so their "
+             "profiles show the reasons without waiting (field SHAP: ~2 s a recommendation).")
+    pre = sub.add_parser("explain-precompute", help=help_, description=help_)
+    pre.add_argument("--customers", type=int, default=3,
+                     help="most active customers to explain (default 3)")
+    pre.add_argument("--quiet", action="store_true", help="no progress bar")
+    pre.set_defaults(func=cmd_explain_precompute)

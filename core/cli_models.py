@@ -33,6 +33,18 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (ValueError, TrainingRefused, RegistryError, LedgerError)
 
 
+def _pool_arg(text: str) -> int | str:
+    from privacy.membership import AUTO_POOL
+
+    if text == AUTO_POOL:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of customers or "
+                                         f"{AUTO_POOL!r}") from None
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from core.dp_plan import with_overrides
     from core.model import ModelConfig
@@ -204,9 +216,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--dataset", help="ledger dataset to charge (default: the warehouse)")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--max-customers", type=int, help="a random subset of customers (quick)")
-    tr.add_argument("--audit-pool", type=int,
+    tr.add_argument("--audit-pool", type=_pool_arg,
                     help="customers drawn for `clearmark audit membership`, each left out "
-                         "of training with probability 1/2 (default 0: no audit)")
+                         "of training with probability 1/2 (default 0: no audit; auto: a "
+                         "third of the training customers, at most 200, none under 20)")
     tr.add_argument("--popularity-cap", type=int,
                     help="distinct items each customer counts for in the released item "
                          f"popularity (default {TrainConfig.popularity_cap})")

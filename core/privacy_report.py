@@ -50,8 +50,8 @@ def warehouse_report(paths: Paths | None = None,
         "report": "clearmark warehouse privacy report",
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "warehouse": str(paths.warehouse),
-        "customer_id": "stored only as a keyed pseudonym (HMAC-SHA256, 'u_' + 64 hex); the "
-                       "key lives outside the warehouse",
+        "customer_id": "stored only as a keyed pseudonym (HMAC-SHA256, 'u_' + 32 hex, "
+                       "128 bits); the key lives outside the warehouse",
         "direct_identifiers_never_stored": list(DIRECT_IDENTIFIERS),
         "columns_not_stored": [{"column": c, "sources": s} for c, s in sorted(columns.items())],
         "k_anonymity": k,

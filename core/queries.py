@@ -104,6 +104,16 @@ CREATE TABLE IF NOT EXISTS recommendations (    -- top-K per customer (`clearmar
     score DOUBLE NOT NULL,                -- model logit (higher is better)
     created_at TIMESTAMP NOT NULL
 );
+-- Explanations of recommendations computed after scoring (explain.stored): per
+-- (run, customer, item, method) the attributions as JSON, for the profile's first view.
+CREATE TABLE IF NOT EXISTS explanations (
+    run_id VARCHAR NOT NULL,
+    user_pseudonym VARCHAR NOT NULL,
+    item_id VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,              -- explain.result.METHODS
+    fields_digest VARCHAR NOT NULL,       -- which model input was explained
+    payload VARCHAR NOT NULL              -- explain.stored.to_json
+);
 -- Campaign audiences (core.campaigns). Pseudonyms only: the map back to customer ids is
 -- made outside the warehouse by the steward (`clearmark activate`).
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -285,6 +295,12 @@ QUERIES = {
         UNION ALL SELECT 'reviews', count(*) FROM reviews
         UNION ALL SELECT 'ingest_runs', count(*) FROM ingest_runs
     """,
+    # What the demo pipeline sizes its steps by (core.pipeline).
+    "pipeline_sizes": """
+        SELECT (SELECT count(DISTINCT user_pseudonym) FROM events) AS customers,
+               (SELECT count(DISTINCT user_pseudonym) FROM reviews) AS reviewers,
+               (SELECT count(*) FROM reviews) AS reviews
+    """,
     "fingerprint_seen": """
         SELECT run_id, source, finished_at FROM ingest_runs
         WHERE fingerprint = $fingerprint AND table_name = $table_name
@@ -408,6 +424,20 @@ QUERIES = {
         INSERT INTO recommendations (run_id, user_pseudonym, item_id, rank, score, created_at)
         SELECT run_id, user_pseudonym, item_id, rank, score, created_at
         FROM new_recommendations
+    """,
+    "explanations_delete_run": """
+        DELETE FROM explanations WHERE run_id = $run_id
+    """,
+    # `new_explanations` is a data frame registered on the write connection.
+    "explanations_insert": """
+        INSERT INTO explanations (run_id, user_pseudonym, item_id, method, fields_digest,
+                                  payload)
+        SELECT run_id, user_pseudonym, item_id, method, fields_digest, payload
+        FROM new_explanations
+    """,
+    "explanations_for_customer": """
+        SELECT item_id, method, fields_digest, payload FROM explanations
+        WHERE run_id = $run_id AND user_pseudonym = $user
     """,
     "recommendation_counts": """
         SELECT run_id, count(DISTINCT user_pseudonym) AS customers, count(*) AS rows,

@@ -105,7 +105,7 @@ from core.model import NEW_ITEM_DEPTH, TORCH_THREADS, CrossEncoder, ModelConfig
 from core.splits import Split, leave_last_out, time_split
 from privacy import ledger
 from privacy.accounting import Mechanism, epsilon_for
-from privacy.membership import draw_pool
+from privacy.membership import draw_pool, pool_size
 
 # Per-customer clipping, three modes with the same clipped, noised update (tested):
 # "bookkeeping" (core.clipping, the default) takes each customer's norm and the clipped
@@ -154,7 +154,8 @@ class TrainConfig:
         the best validation NDCG@10. Non-private runs only: choosing on validation
         targets is a use of personal data that no epsilon accounts for.
     audit_pool: customers drawn for the one-run membership audit, each left out of
-        training with probability 1/2 (0: no audit possible; see core.membership_audit).
+        training with probability 1/2 (0: no audit possible; "auto": sized to the data by
+        `privacy.membership.pool_size`; see core.membership_audit).
     max_steps: stop after this many steps (None: `epochs` full epochs). With many
         customers a run can stop within its first epoch; the accountant counts the steps
         actually planned, at the same sample rate.
@@ -204,7 +205,7 @@ class TrainConfig:
     dataset: str | None = None
     val_users: int = 32
     keep_best: bool = False
-    audit_pool: int = 0
+    audit_pool: int | str = 0
     max_steps: int | None = None
     held_out_items: float = 0.0
     eval_users: int | None = None
@@ -786,11 +787,13 @@ def train(paths: Paths | None = None, config: TrainConfig | None = None, *,
                                                data.train_catalogue, data.held)
     example_config, groups = data.example_config, data.groups
     pool: dict[str, bool] = {}
+    candidates = {g.user for g in groups}
+    config = replace(config, audit_pool=pool_size(config.audit_pool, len(candidates)))
     if config.audit_pool:
         # The one-run membership audit (`core.membership_audit`): pool customers are in
         # training with probability 1/2; the left-out half never reaches the model.
         try:
-            pool = draw_pool({g.user for g in groups}, config.audit_pool, seed=config.seed)
+            pool = draw_pool(candidates, config.audit_pool, seed=config.seed)
         except ValueError as exc:
             raise TrainingRefused(f"membership audit pool: {exc}") from exc
         groups = [g for g in groups if pool.get(g.user, True)]

@@ -81,7 +81,7 @@ from core.train import (
     train_step,
     training_data,
 )
-from privacy.membership import draw_pool
+from privacy.membership import draw_pool, pool_size
 
 BACKEND = "gloo"
 
@@ -272,8 +272,10 @@ def train_distributed(paths: Paths | None = None, config: TrainConfig | None = N
     if dist.get_rank() != 0:
         data = training_data(paths, config, model_config, split_name=split_name)
         groups = data.groups
+        candidates = {g.user for g in groups}
+        config = replace(config, audit_pool=pool_size(config.audit_pool, len(candidates)))
         if config.audit_pool:  # as train() does: the same seeded pool on every rank
-            pool = draw_pool({g.user for g in groups}, config.audit_pool, seed=config.seed)
+            pool = draw_pool(candidates, config.audit_pool, seed=config.seed)
             groups = [g for g in groups if pool.get(g.user, True)]
         else:
             pool = {}

@@ -15,6 +15,8 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from dashboard.pipeline_status import render_sidebar  # noqa: E402  (needs _ROOT)
+
 st.set_page_config(page_title="clearmark", layout="wide")
 
 _PAGES = Path(__file__).resolve().parent / "views"
@@ -28,4 +30,6 @@ PAGES = [
     st.Page(_PAGES / "campaigns.py", title="Campaigns", icon=":material/campaign:"),
     st.Page(_PAGES / "privacy.py", title="Privacy", icon=":material/shield:"),
 ]
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+render_sidebar()
+page.run()

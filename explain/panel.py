@@ -30,6 +30,7 @@ from explain.service import ExplainError, get_service, moment
 from explain.warmup import warm_up_in_background
 
 LEFT_METHODS = ("shap-field", "leave-one-out", "attention-rollout", "attention-cls")
+ATTENTION = ("attention-rollout", "attention-cls")
 LABEL_CHARS = 48
 BAR_HEIGHT = 26
 # A new item's score is its text's alone; its place may be the one kept for new items.
@@ -149,7 +150,9 @@ def render_explanations(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None
         ts, promotion = moment(row)
         item = str(row["item_id"])
         rank = int(row.get("rank", position + 1))
-        methods = dict.fromkeys((left, right, "shap-field"))
+        # the reasons need an additive method for every row; the attention charts are
+        # drawn for the one recommendation picked below
+        methods = dict.fromkeys(m for m in (left, "shap-field") if m not in ATTENTION)
         try:
             found = {m: service.explain(pseudonym, item, method=m, rank=rank, ts=ts,
                                         promotion=promotion) for m in methods}
@@ -185,6 +188,10 @@ def render_explanations(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None
             key=f"explain-detail-{pseudonym}")
         row, found = explained[number]
         item = str(row["item_id"])
+        ts, promotion = moment(row)
+        for method in {left, right} - set(found):
+            found[method] = service.explain(pseudonym, item, method=method,
+                                            rank=int(row["rank"]), ts=ts, promotion=promotion)
         shap_e, left_e, right_e = found["shap-field"], found[left], found[right]
         source = found[worded]
         st.caption(

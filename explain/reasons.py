@@ -172,3 +172,19 @@ def reason(e: Explanation) -> str:
         [s for s in said if "because of" not in s and not s.startswith("nothing")]
     sentence = "; ".join(order)
     return sentence[0].upper() + sentence[1:] + "."
+
+
+def campaign_explainer(model):
+    """fields -> (top reason phrases, attribution per field): field SHAP on the input,
+    phrased by `reason_parts` (largest share first, phrases under 5% left out). The
+    `explainer_factory` that campaign scoring (`core.campaigns.score_campaign`) takes."""
+    from explain.field_shap import FieldShapConfig, explain_fields
+
+    config = FieldShapConfig()
+
+    def explain(fields):
+        explanation = explain_fields(model, fields, config=config)
+        phrases = [p.phrase for p in reason_parts(explanation) if p.phrase]
+        return phrases, explanation.by_field()
+
+    return explain

@@ -37,6 +37,7 @@ from explain.field_shap import FieldShapConfig, explain_fields, leave_one_out
 from explain.inputs import input_for, item_records, item_title, now, recommend_now
 from explain.result import FIELD_METHODS, METHODS, Explanation, Subject
 from explain.scoring import LRU
+from explain.stored import fields_digest, stored_for
 from explain.token_shap import TokenShapConfig, explain_tokens
 
 UNTRAINED = "untrained-minilm"
@@ -56,6 +57,7 @@ class ExplainService:
     token_config: TokenShapConfig = field(default_factory=TokenShapConfig)
     _data: dict[str, object] = field(default_factory=dict)
     _explanations: LRU = field(default_factory=lambda: LRU(4096))
+    _stored_by_customer: LRU = field(default_factory=lambda: LRU(1024))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -129,6 +131,17 @@ class ExplainService:
         """Every customer with interactions, sorted."""
         return sorted(self.interactions[USER].astype(str).unique())
 
+    def _stored(self, pseudonym: str) -> dict[tuple[str, str, str], Explanation]:
+        """What `explain.stored.precompute` kept for this customer (read once)."""
+        pseudonym = str(pseudonym)
+        with self._lock:
+            found = self._stored_by_customer.get(pseudonym)
+        if found is None:
+            found = stored_for(self.run_id, pseudonym, self.paths)
+            with self._lock:
+                self._stored_by_customer.put(pseudonym, found)
+        return found
+
     # --- recommendations ------------------------------------------------------------------
 
     def recommendations_for(self, pseudonyms: Iterable[str], *, k: int = 10) -> pd.DataFrame:
@@ -175,6 +188,8 @@ class ExplainService:
         subject = Subject(self.run_id, str(pseudonym), str(item_id), int(rank))
         key = (method, field_name, str(pseudonym), str(item_id), fields)
         cached = self._explanations.get(key)
+        if cached is None and field_name is None:
+            cached = self._stored(pseudonym).get((method, str(item_id), fields_digest(fields)))
         if cached is not None:
             return cached.with_subject(subject)
         if method == "shap-field":

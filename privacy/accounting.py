@@ -16,16 +16,26 @@ swapped: `noise_multiplier` (σ, noise std over the clipping norm),
   the Gaussian-DP central-limit approximation (not a bound).
 - `compare`: does a claimed epsilon agree with a recomputed one?
 
+The accountants take seconds per call on 2 cores and are pure functions of their
+numbers, so `compose_with_fallback`, `pld_epsilon` and `rdp_epsilon` are memoized in a
+small JSON file (`CLEARMARK_CACHE_DIR`, default ~/.cache/clearmark): the Privacy page
+and `clearmark audit report` then reuse what training or an earlier report computed.
+
 Imports of opacus (which loads torch) and dp_accounting happen inside the
 functions, so importing this module is cheap.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
+import os
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 PRV = "prv"
 RDP = "rdp"
@@ -41,6 +51,52 @@ MAX_PRV_GRID_POINTS = 10_000_000
 PRV_EPS_ERROR = 0.01  # opacus' default; get_epsilon returns the upper end of the estimate
 
 Mechanism = tuple[float, float, int]  # (noise_multiplier, sample_rate, steps)
+
+MEMO_MAX_ENTRIES = 5000  # the oldest go first; a noise search adds about 30
+_MEMO_LOCK = threading.Lock()
+
+
+def memo_path() -> Path:
+    """Where the accountants' results are memoized (no personal data: numbers only)."""
+    base = os.environ.get("CLEARMARK_CACHE_DIR") or Path.home() / ".cache" / "clearmark"
+    return Path(base) / "accounting.json"
+
+
+def _read_memo(path: Path) -> dict[str, object]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # missing or damaged: recompute
+
+
+def _memoized(fn: Callable) -> Callable:
+    """`fn` with its results kept in `memo_path()`, keyed by its name and arguments."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        key = json.dumps([fn.__name__, [list(a) if isinstance(a, Sequence) else a
+                                        for a in args], sorted(kwargs.items())])
+        path = memo_path()
+        with _MEMO_LOCK:
+            memo = _read_memo(path)
+        if key in memo:
+            hit = memo[key]
+            return tuple(hit) if isinstance(hit, list) else float(hit)
+        result = fn(*args, **kwargs)
+        with _MEMO_LOCK:
+            memo = _read_memo(path)
+            memo[key] = result  # JSON keeps inf as Infinity
+            memo = dict(list(memo.items())[-MEMO_MAX_ENTRIES:])
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(memo))
+                os.replace(tmp, path)
+            except OSError:
+                pass  # a read-only home: the result stands, only uncached
+        return result
+
+    return wrapper
 
 
 def _check(noise_multiplier: float, sample_rate: float, steps: int, delta: float | None) -> None:
@@ -98,6 +154,7 @@ def _opacus_epsilon(history: list[Mechanism], delta: float, accountant: str) -> 
         return float(acc.get_epsilon(delta))
 
 
+@_memoized
 def compose_with_fallback(mechanisms: Sequence[Mechanism], *, delta: float,
                           accountant: str = PRV) -> tuple[float, str]:
     """Epsilon at `delta` of all `(noise_multiplier, sample_rate, steps)` runs
@@ -204,6 +261,7 @@ def _dp_event(noise_multiplier: float, sample_rate: float, steps: int):
         steps)
 
 
+@_memoized
 def pld_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float,
                 value_discretization_interval: float = 1e-4) -> float:
     """Second opinion from Google's dp_accounting: privacy loss distributions
@@ -220,6 +278,7 @@ def pld_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delt
     return float(acc.get_epsilon(delta))
 
 
+@_memoized
 def rdp_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int,
                 delta: float) -> float:
     """Rényi-DP epsilon from Google's dp_accounting (independent of opacus'

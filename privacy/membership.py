@@ -110,6 +110,20 @@ def one_run_bound(scores: Sequence[float], included: Sequence[bool], *,
                       tried=tuple(tried))
 
 
+AUTO_POOL = "auto"
+AUTO_POOL_MAX = 200
+AUTO_POOL_MIN = 20  # below this a pool's bound says nothing; no pool is drawn
+
+
+def pool_size(requested: int | str, candidates: int) -> int:
+    """The pool to draw: `requested` as given, or for "auto" a third of the candidates
+    (even, at most AUTO_POOL_MAX), and 0 (no pool) when that would be under AUTO_POOL_MIN."""
+    if requested != AUTO_POOL:
+        return int(requested)
+    size = min(AUTO_POOL_MAX, 2 * (candidates // 6))
+    return size if size >= AUTO_POOL_MIN else 0
+
+
 def draw_pool(candidates: Sequence[str], size: int, *, seed: int) -> dict[str, bool]:
     """{member: included} for `size` members drawn from `candidates`, each included with
     probability 1/2, independently (seeded)."""

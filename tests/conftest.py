@@ -5,12 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from support import fixture_pseudonym  # noqa: E402
+from support import fixture_pseudonym, free_port, wait_for_health  # noqa: E402
 
 from core.config import Paths  # noqa: E402
 from core.warehouse import write_transaction  # noqa: E402
@@ -176,12 +172,6 @@ def small_warehouse(warehouse_paths: Paths) -> Paths:
 # --- running app (a real `streamlit run` server) ------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
     """Factory: `running_app(data_dir) -> base_url` starts `streamlit run
@@ -191,7 +181,7 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
     servers: list[tuple[subprocess.Popen, IO[bytes]]] = []
 
     def start(data_dir: Path | str, *, timeout_s: float = 60.0) -> str:
-        port = _free_port()
+        port = free_port()
         log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
         log = log_path.open("wb")  # closed at teardown, after the server stops
         env = {**os.environ, "CLEARMARK_DATA": str(data_dir)}
@@ -220,20 +210,8 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
         )
         servers.append((proc, log))
         base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        return base_url
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.25)
-        pytest.fail(
-            f"streamlit did not answer on {base_url} in {timeout_s}s:\n{log_path.read_text()}"
-        )
+        wait_for_health(base_url, proc, log_path, timeout_s=timeout_s)
+        return base_url
 
     yield start
 

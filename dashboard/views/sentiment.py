@@ -133,7 +133,9 @@ shown, hidden, dropped = suppress_shares(by_month, ["month"], min_cell=floor)
 if shown.empty:
     st.info(f"No month has {floor} or more distinct reviewers per sentiment: nothing to show.")
 else:
-    st.plotly_chart(_share_chart(shown, "month", x_label="Month"))
+    fig = _share_chart(shown, "month", x_label="Month")
+    fig.update_xaxes(dtick="M1", tickformat="%b %Y")  # whole months, also for one month
+    st.plotly_chart(fig)
 _hidden_caption(hidden, dropped, "months")
 
 cat_col, seg_col = st.columns(2, gap="large")

@@ -163,3 +163,19 @@ def test_importing_the_privacy_modules_does_not_load_torch():
     code = ("import sys, privacy.accounting, privacy.ledger, privacy.budget, privacy.audit; "
             "assert 'torch' not in sys.modules and 'opacus' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_accountant_results_are_memoized_on_disk(tmp_path, monkeypatch):
+    from privacy import accounting
+
+    monkeypatch.setenv("CLEARMARK_CACHE_DIR", str(tmp_path))
+    params = dict(noise_multiplier=1.1, sample_rate=0.01, steps=100, delta=1e-5)
+    first = accounting.pld_epsilon(**params)
+    assert accounting.memo_path().exists()
+    assert accounting.pld_epsilon(**params) == first
+    composed = accounting.compose_with_fallback([(1.1, 0.01, 100)], delta=1e-5)
+    assert accounting.compose_with_fallback([(1.1, 0.01, 100)], delta=1e-5) == composed
+    assert isinstance(composed, tuple)
+    # a damaged memo is recomputed, not trusted
+    accounting.memo_path().write_text("{not json")
+    assert accounting.pld_epsilon(**params) == first

@@ -65,3 +65,12 @@ def test_bad_pools_are_refused_with_a_reason():
         draw_pool(["a", "b", "c", "d"], 10, seed=0)
     with pytest.raises(ValueError, match="both kinds"):
         one_run_bound([0.1, 0.2, 0.3, 0.4], [True] * 4)
+
+
+def test_auto_pool_is_a_third_of_the_candidates_and_none_when_too_few():
+    from privacy.membership import AUTO_POOL, AUTO_POOL_MAX, pool_size
+
+    assert pool_size(AUTO_POOL, 163) == 54  # the demo's 163 training customers
+    assert pool_size(AUTO_POOL, 10_000) == AUTO_POOL_MAX
+    assert pool_size(AUTO_POOL, 50) == 0  # 16 would say nothing
+    assert pool_size(120, 50) == 120  # an explicit size stays (and fails clearly later)
