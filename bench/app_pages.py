@@ -284,7 +284,7 @@ def measure(base_url: str, repeats: int, pages: Sequence[tuple[str, str, str]] =
 def warehouse_facts(data_dir: Path) -> dict[str, object]:
     import duckdb
 
-    from core.queries import QUERIES
+    from core.store.queries import QUERIES
 
     snapshot = data_dir / "warehouse.read.duckdb"
     out: dict[str, object] = {"snapshot_mib": snapshot.stat().st_size / 2 ** 20}

@@ -5,7 +5,7 @@ a summary and writes ``bench/results/campaigns.json`` (`bench.machine.write_resu
 
 What is measured (targets in brackets):
 
-1. Backtest on generated data (`core.generator`, planted truth known): a category
+1. Backtest on generated data (`core.synthetic.generator`, planted truth known): a category
    campaign ("Outdoor"), audience built from events before the cutoff only, outcome =
    customers who purchased an Outdoor item in [cutoff, cutoff + 90 days). Top-decile lift
    of the model vs random (>= 3x) and vs popularity targeting (customers ranked by past
@@ -22,7 +22,7 @@ What is measured (targets in brackets):
    embeddings (once per catalogue, cached on disk) are timed apart. Reasons (field SHAP)
    are timed on a few customers and given per customer.
 
-The model: with ``--train`` (and a `core.train.train` that takes ``before=``) each
+The model: with ``--train`` (and a `core.recommender.train.train` that takes ``before=``) each
 backtest trains a DP model on data before the cutoff (`core.campaigns.train_before`).
 Otherwise, and always for the timing, the cross-encoder is the bundled MiniLM with its
 untrained head: exactly the zero-shot prior, which learnt nothing from any customer, so
@@ -47,12 +47,12 @@ import pandas as pd
 
 from bench.machine import write_result
 from core import campaigns as C
-from core import registry
 from core.config import PROJECT_ROOT, Paths
-from core.generator import GeneratorConfig, default_item_count, generate
-from core.ingest import ingest
-from core.interactions import load_catalogue, load_interactions
-from core.model import CrossEncoder, ModelConfig
+from core.ingest.pipeline import ingest
+from core.recommender.model import CrossEncoder, ModelConfig
+from core.registry import store as registry
+from core.store.interactions import load_catalogue, load_interactions
+from core.synthetic.generator import GeneratorConfig, default_item_count, generate
 from explain.reasons import campaign_explainer
 from privacy.pseudonym import pseudonymize
 
@@ -85,7 +85,7 @@ def untrained_run(paths: Paths) -> str:
 
 
 def can_train_before() -> bool:
-    from core.train import train
+    from core.recommender.train import train
 
     return "before" in inspect.signature(train).parameters
 
@@ -112,7 +112,7 @@ def truth_preferences(truth_dir: Path, categories: list[str]) -> pd.DataFrame:
 
 def run_backtest(paths: Paths, campaign: C.Campaign, *, cutoff: str, train: bool,
                  quick: bool, truth: pd.DataFrame | None = None) -> dict[str, object]:
-    from core.train import TrainConfig
+    from core.recommender.train import TrainConfig
 
     run_id = None if train else untrained_run(paths)
     train_config = TrainConfig(epsilon=3.0, epochs=1 if quick else 3, val_users=0,

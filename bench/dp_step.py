@@ -5,7 +5,7 @@ table and writes ``bench/results/dp_step.json`` (``dp_step_quick.json`` with --q
 with the machine description and the load average.
 
 Protocol: one generated warehouse (`--customers`, default 1,500) in a temp dir; the
-default model (`core.model.ModelConfig()`: MiniLM, one trainable top layer, groups of
+default model (`core.recommender.model.ModelConfig()`: MiniLM, one trainable top layer, groups of
 1 + 4 candidates) and one fixed batch of `--batch` customers (default 128, the default
 `TrainConfig.batch_size`), the same for every mode. Each mode runs in its own process
 (so that its peak resident memory is its own): one warm-up step, then `--repeats`
@@ -13,7 +13,7 @@ timed steps (forward, backward, optimizer step; default 15), median reported.
 
 Modes:
 - non_private: plain autograd and Adam;
-- bookkeeping: `core.clipping` (the training default): per-customer norms and the
+- bookkeeping: `core.dp.clipping` (the training default): per-customer norms and the
   clipped sum from one backward pass, Opacus' noise, scaling and accountant;
 - hooks: Opacus' per-sample gradients (`grad_sample_mode="hooks"`), per-customer
   clipping, Gaussian noise;
@@ -43,7 +43,7 @@ import warnings
 from pathlib import Path
 
 from bench.machine import write_result
-from core.train import TrainConfig
+from core.recommender.train import TrainConfig
 
 BENCH_KEY = bytes(range(32))  # a throwaway warehouse in a temp dir: not a steward's key
 MODES = ("non_private", "bookkeeping", "hooks", "ghost")
@@ -65,9 +65,9 @@ def _peak_mib() -> float:
 def _batch(data_dir: Path, customers: int):
     """(model, dataset, fixed batch, customers in the training data)."""
     from core.config import Paths
-    from core.examples import ExampleConfig, build_examples, collate_groups
-    from core.model import CrossEncoder, ModelConfig
-    from core.train import build_dataset, load_training_data, make_split
+    from core.recommender.examples import ExampleConfig, build_examples, collate_groups
+    from core.recommender.model import CrossEncoder, ModelConfig
+    from core.recommender.train import build_dataset, load_training_data, make_split
 
     model_config = ModelConfig()
     interactions, catalogue = load_training_data(Paths(data_dir))
@@ -84,7 +84,7 @@ def _batch(data_dir: Path, customers: int):
 def step_seconds(module, optimizer, batch, repeats: int) -> list[float]:
     """Seconds of `repeats` optimisation steps (forward, backward, optimizer step) on
     the same batch, after one untimed warm-up step."""
-    from core.train import batch_loss
+    from core.recommender.train import batch_loss
 
     module.train()
     times = []
@@ -103,8 +103,8 @@ def run_mode(mode: str, data_dir: Path, customers: int, repeats: int) -> dict[st
     """Time `repeats` steps of one mode on the fixed batch (in this process)."""
     import torch
 
-    from core.model import TORCH_THREADS
-    from core.train import TrainConfig, plan_privacy, prepare_training
+    from core.recommender.model import TORCH_THREADS
+    from core.recommender.train import TrainConfig, plan_privacy, prepare_training
 
     torch.set_num_threads(TORCH_THREADS)
     torch.manual_seed(0)
@@ -128,7 +128,7 @@ def norm_error(data_dir: Path, customers: int) -> dict[str, float]:
     the materialised ones of hooks mode, {mode: max relative error, ...}."""
     import torch
 
-    from core.train import TrainConfig, batch_loss, plan_privacy, prepare_training
+    from core.recommender.train import TrainConfig, batch_loss, plan_privacy, prepare_training
 
     norms = {}
     for mode in ("hooks", "ghost", "bookkeeping"):
@@ -163,8 +163,8 @@ def norm_error(data_dir: Path, customers: int) -> dict[str, float]:
 
 def _prepare(tmp: Path, customers: int) -> Path:
     from core.config import Paths
-    from core.generator import GeneratorConfig, generate
-    from core.ingest import ingest
+    from core.ingest.pipeline import ingest
+    from core.synthetic.generator import GeneratorConfig, generate
 
     paths = Paths(tmp / "data")
     raw = generate(GeneratorConfig(customers=customers, items=max(200, customers // 10),

@@ -58,8 +58,8 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def _demo_paths(tmp: Path, customers: int) -> Paths:
-    from core.generator import GeneratorConfig, generate
-    from core.ingest import ingest
+    from core.ingest.pipeline import ingest
+    from core.synthetic.generator import GeneratorConfig, generate
 
     paths = Paths(tmp / "data")
     raw = tmp / "raw"
@@ -72,7 +72,7 @@ def _demo_paths(tmp: Path, customers: int) -> Paths:
 def _data(quick: bool, tmp: Path, data_dir: str | None, run: str | None = None
           ) -> tuple[Paths, str, str]:
     """(paths, run id, what was used)."""
-    from core import registry
+    from core.registry import store as registry
     from explain.service import UNTRAINED
 
     paths = Paths(Path(data_dir)) if data_dir else Paths()

@@ -6,7 +6,7 @@ Run from the repository root:
 
 DIR is a data folder with a warehouse and a trained run (default: data/, the latest
 run). The run's model re-ranks its candidates (content + popular retrieval) for
-`--users` seeded test customers of the leave-last-out split (`core.evaluate.evaluate`,
+`--users` seeded test customers of the leave-last-out split (`core.recommender.evaluate.evaluate`,
 as the recommender benchmark does) three times:
 
 1. "all tokens": float32, every token of every pair through the trainable layer (the
@@ -41,8 +41,8 @@ from bench.machine import write_result
 
 
 def _rank(model, split, catalogue, users: int) -> dict[str, float]:
-    from core.evaluate import evaluate
-    from core.train import CrossEncoderRecommender, sample_test_users
+    from core.recommender.evaluate import evaluate
+    from core.recommender.train import CrossEncoderRecommender, sample_test_users
 
     sample = sample_test_users(split, users, seed=0)
     recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
@@ -57,7 +57,7 @@ def _rank(model, split, catalogue, users: int) -> dict[str, float]:
 
 def _cold(model) -> None:
     """Forget every cached encoding the model's scoring could reuse."""
-    from core.encoder import forget_embeddings
+    from core.minilm import forget_embeddings
 
     model.clear_cache()
     forget_embeddings()
@@ -66,9 +66,9 @@ def _cold(model) -> None:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from core import registry
     from core.config import Paths
-    from core.train import load_training_data, make_split
+    from core.recommender.train import load_training_data, make_split
+    from core.registry import store as registry
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="data folder (default: data/ or CLEARMARK_DATA)")

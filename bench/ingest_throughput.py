@@ -21,9 +21,9 @@ import pandas as pd
 
 from bench.machine import write_result
 from core.config import Paths
-from core.generator import GeneratorConfig, default_item_count, generate
-from core.ingest import ingest
-from core.warehouse import read_connection
+from core.ingest.pipeline import ingest
+from core.store.warehouse import read_connection
+from core.synthetic.generator import GeneratorConfig, default_item_count, generate
 from privacy.pseudonym import pseudonymize
 
 

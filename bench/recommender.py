@@ -13,7 +13,7 @@ Protocol, per seed: the data ingested into a throwaway warehouse in a temp dir;
 leave-last-out split; 10% of the items (drawn with the seed) held out of training
 entirely (`TrainConfig.held_out_items`: in no history, target or negative) so that
 cold-start items are measured by the same runs; every test target (or a seeded sample
-of `--eval-users`) ranked against the FULL catalogue by `core.evaluate.evaluate`
+of `--eval-users`) ranked against the FULL catalogue by `core.recommender.evaluate.evaluate`
 (history: the interactions before the target; seen items excluded). Reported per model:
 all test targets, "warm_items" (targets training saw), "cold_items" (targets held out:
 hr@10 is their recall@10) and "cold_users" (at most 2 earlier interactions), for the
@@ -26,7 +26,8 @@ deviation over the seeds.
 
 Also measured in this same process: DP step time over non-private step time on the
 same fixed batch, training throughput (customers per second), scoring throughput
-(`core.scoring`) and peak memory (resource.getrusage). The machine may be shared: the
+(`core.recommender.batch_score`) and peak memory (resource.getrusage). The machine may be
+shared: the
 load average is recorded next to the timings.
 
 --quick: 80 customers, one epoch, 30 test customers, one seed, epsilon 3: a smoke run.
@@ -50,13 +51,11 @@ import torch
 from bench.dp_step import step_seconds
 from bench.machine import RESULTS, write_result
 from core.config import PROJECT_ROOT, Paths
-from core.examples import ExampleConfig, build_examples, collate_groups
-from core.generator import GeneratorConfig, default_item_count, generate
-from core.ingest import ingest
-from core.model import CrossEncoder, ModelConfig
-from core.registry import load
-from core.scoring import score
-from core.train import (
+from core.ingest.pipeline import ingest
+from core.recommender.batch_score import score
+from core.recommender.examples import ExampleConfig, build_examples, collate_groups
+from core.recommender.model import CrossEncoder, ModelConfig
+from core.recommender.train import (
     TrainConfig,
     build_dataset,
     load_training_data,
@@ -65,6 +64,8 @@ from core.train import (
     prepare_training,
     train,
 )
+from core.registry.store import load
+from core.synthetic.generator import GeneratorConfig, default_item_count, generate
 
 AMAZON_DIR = PROJECT_ROOT.parent / "shared" / "data" / "amazon-2018"
 GIFT_CARDS = ("Gift_Cards_5.json.gz", "meta_Gift_Cards.json.gz")

@@ -3,7 +3,7 @@
 Run from the repository root: ``.venv/bin/python -m bench.recommender_baselines``. Prints
 a table and writes ``bench/results/recommender_baselines.json``.
 
-Protocol (core.evaluate): leave-last-out (min 3 interactions), every target ranked
+Protocol (core.recommender.evaluate): leave-last-out (min 3 interactions), every target ranked
 against the full ranking catalogue, models fitted on the train part only. On Gift
 Cards the ranking catalogue is the 148 reviewed items (the metadata file lists 1,543;
 ranking those is reported too) and already-seen items are excluded (no test target
@@ -12,7 +12,7 @@ before it in the user's sequence ("sequence"); "strict" rows keep only interacti
 stamped strictly earlier (Amazon stamps by the day and 64% of test targets share their
 day with the valid target).
 
-Generated data: 5,000 customers from core.generator, strong interactions with funnel
+Generated data: 5,000 customers from core.synthetic.generator, strong interactions with funnel
 runs collapsed (add-to-cart then purchase of one item counts once). Whether to exclude
 seen items is decided by the data: exclude when under 5% of test targets repeat a
 history item.
@@ -36,18 +36,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.baselines import ItemKNN, Popularity, ZeroShotContent
 from core.config import PROJECT_ROOT, Paths
-from core.evaluate import cold_start_report, evaluate, repeat_share
-from core.generator import GeneratorConfig, default_item_count, generate
-from core.ingest import ingest
-from core.interactions import (
+from core.ingest.pipeline import ingest
+from core.recommender.baselines import ItemKNN, Popularity, ZeroShotContent
+from core.recommender.evaluate import cold_start_report, evaluate, repeat_share
+from core.recommender.splits import Split, leave_last_out, time_split
+from core.store.interactions import (
     collapse_repeats,
     interacted_catalogue,
     load_catalogue,
     load_interactions,
 )
-from core.splits import Split, leave_last_out, time_split
+from core.synthetic.generator import GeneratorConfig, default_item_count, generate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recommender_baselines.json"
 AMAZON_DIR = PROJECT_ROOT.parent / "shared" / "data" / "amazon-2018"

@@ -34,7 +34,8 @@ b. ``train --epsilon 3 --max-steps S --eval-users 200``: the DP recommender (def
    batch 128, Poisson sampled) stopped after S steps. Its accounting (customers sampled
    in total, the share of an epoch that is) is read back from the run's privacy.json and
    curve.json: a bounded number of steps, a fraction of an epoch, NOT a full training.
-c. Recommendations (top 10 of 70 candidates) for every customer (``core.scoring.score``
+c. Recommendations (top 10 of 70 candidates) for every customer
+   (``core.recommender.batch_score.score``
    in the child, the function behind `clearmark score`), measured. ``--score-customers N``
    caps it at the first N customers for a shorter run; then the measured rate and a
    PROJECTION of the time for all customers (loop rate x customers + the step's fixed
@@ -92,7 +93,7 @@ QUICK = {"customers": 2000, "max_steps": 5, "score_customers": 0, "explain_custo
 # (0: every customer). The last stdout line is the result as JSON.
 SCORE_CODE = """\
 import json, sys
-from core.scoring import score
+from core.recommender.batch_score import score
 r = score(max_customers=int(sys.argv[1]) or None, progress=False)
 print(f"Scored {r.customers:,} customers with {r.run_id}: {r.rows:,} rows in {r.seconds:.1f}s")
 print(json.dumps({"run_id": r.run_id, "customers": r.customers, "rows": r.rows,
@@ -299,7 +300,7 @@ def warehouse_facts(data_dir: Path) -> dict[str, object]:
     """Sizes of the warehouse files and row counts (DuckDB, read-only)."""
     import duckdb
 
-    from core.queries import QUERIES
+    from core.store.queries import QUERIES
 
     warehouse = data_dir / "warehouse.duckdb"
     snapshot = data_dir / "warehouse.read.duckdb"

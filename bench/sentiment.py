@@ -15,15 +15,15 @@ scrubbed like any ingest), split by time (newest 20% of reviews are the test):
 
 Per dataset: VADER (compound >= +0.05 positive, <= -0.05 negative), the model's
 starting point alone ("anchors only": the head initialised from generic sentences of
-each class, `core.sentiment_model.ANCHORS`, no training), the model trained
+each class, `core.sentiment.model.ANCHORS`, no training), the model trained
 without privacy (``--non-private``: epsilon recorded as inf), and DP-SGD with the
 reviewer as the privacy unit at epsilon 3 and 8 (delta = min(1e-5, 1/(10 N))). Metrics
 on the test split: 3-class accuracy and macro-F1, and binary accuracy on a balanced
 negative/positive subset (all test negatives and as many random positives). Every run
-goes through `core.sentiment_train.train` (ledger charge, registry) and the runs of a
+goes through `core.sentiment.train.train` (ledger charge, registry) and the runs of a
 dataset share the frozen features (`FeatureStore`), so the per-run seconds are the
 trainable part only; the shared feature pass is reported once. Scoring throughput is
-`core.sentiment_train.score` (prediction + word attributions + warehouse write) over
+`core.sentiment.train.score` (prediction + word attributions + warehouse write) over
 every review with the epsilon-8 model, and plain prediction over a sample.
 
 --quick: fewer reviewers, one epoch, small test samples: a smoke run of the harness,
@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.machine import write_result
-from core import sentiment_data as D
-from core import sentiment_model as M
-from core import sentiment_train as T
 from core.config import PROJECT_ROOT, Paths
-from core.generator import GeneratorConfig, default_item_count, generate
-from core.ingest import ingest
-from core.sentiment_model import SentimentModelConfig
+from core.ingest.pipeline import ingest
+from core.sentiment import data as D
+from core.sentiment import model as M
+from core.sentiment import train as T
+from core.sentiment.model import SentimentModelConfig
+from core.synthetic.generator import GeneratorConfig, default_item_count, generate
 
 AMAZON_DIR = PROJECT_ROOT.parent / "shared" / "data" / "amazon-2018"
 AMAZON_FILES = ("All_Beauty_5.json.gz", "Gift_Cards_5.json.gz", "meta_Gift_Cards.json.gz")

@@ -3,7 +3,7 @@
 Pages read the warehouse only through `load`, and derive costly tables from it
 through `computed` (cached the same way). Each call that misses the
 cache opens the read-only snapshot for that one query and closes it (see
-`core.warehouse`), so the app never holds a file the CLI wants to write.
+`core.store.warehouse`), so the app never holds a file the CLI wants to write.
 The cache key carries the snapshot's identity (path, mtime, size, inode):
 the CLI publishes a new snapshot with an atomic rename after every commit,
 so the next rerun after an ingest misses the cache and shows the new data
@@ -15,8 +15,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import warehouse
 from core.config import Paths
+from core.store import warehouse
 
 CACHE_TTL_S = 3600  # the key names the snapshot; this only bounds how long unused entries stay
 
@@ -45,9 +45,9 @@ def _cached_query(
 
 
 def load(name: str, paths: Paths | None = None, **params: object) -> pd.DataFrame:
-    """Run the named query of `core.queries` on the latest snapshot, cached.
+    """Run the named query of `core.store.queries` on the latest snapshot, cached.
 
-    Raises `core.warehouse.WarehouseMissing` when there is no warehouse yet.
+    Raises `core.store.warehouse.WarehouseMissing` when there is no warehouse yet.
     """
     paths = paths or Paths()
     return _cached_query(name, snapshot_version(paths), tuple(sorted(params.items())), paths)

@@ -1,4 +1,4 @@
-"""The sidebar box that says what the model pipeline is doing (`core.pipeline`).
+"""The sidebar box that says what the model pipeline is doing (`core.cli.pipeline`).
 
 While the pipeline runs, the box refreshes itself every few seconds and reruns the whole
 app once when the pipeline ends, so the model pages fill in without a reload. A failed
@@ -11,7 +11,7 @@ import time
 
 import streamlit as st
 
-from core import pipeline
+from core.cli import pipeline
 from core.config import Paths
 
 REFRESH_S = 5

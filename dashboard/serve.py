@@ -26,16 +26,16 @@ def preload() -> None:
     import plotly.graph_objects  # noqa: F401
     import scipy.stats  # noqa: F401  (the Privacy page's Gaussian-DP approximation)
 
-    import core.model_runs  # noqa: F401
-    import core.registry  # noqa: F401  (torch, transformers)
+    import core.registry.runs  # noqa: F401
+    import core.registry.store  # noqa: F401  (torch, transformers)
     import explain.panel  # noqa: F401
     import privacy.audit  # noqa: F401
 
 
 def warm(paths=None) -> dict[str, float]:
     """Load and compute what the first views need; returns seconds per part."""
-    from core import warehouse
     from core.config import Paths
+    from core.store import warehouse
     from privacy.audit import audit_report
 
     paths = paths or Paths()

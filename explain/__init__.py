@@ -1,7 +1,7 @@
 """Explanations of recommendations.
 
 One result type (`explain.result.Explanation`), explainers that take the model as a
-plain callable (text_a list, text_b list) -> logits (a `core.model.CrossEncoder` is
+plain callable (text_a list, text_b list) -> logits (a `core.recommender.model.CrossEncoder` is
 accepted too), all explaining the probability-like score sigmoid(logit):
 
     explain.field_shap   explain_fields (SHAP over fields: Exact up to 4 fields, else
@@ -23,9 +23,9 @@ accepted too), all explaining the probability-like score sigmoid(logit):
 
 Design notes:
 - Masking = deletion: a removed field is left out of the text the model reads
-  (`core.fields.to_text_pair(fields, masked=...)`), never replaced by a placeholder. The
+  (`core.recommender.fields.to_text_pair(fields, masked=...)`), never replaced by a placeholder. The
   base value is the score of the input with every field removed.
-- The late-interaction model (`core.model`) encodes each side's text once; the scorer
+- The late-interaction model (`core.recommender.model`) encodes each side's text once; the scorer
   caches scores per exact text pair, so the history-and-context side of the coalitions is
   shared by all candidates of a customer (the second and later explanations of a page
   cost a fraction of the first).

@@ -2,7 +2,7 @@
 
 Attention shows WHERE THE MODEL LOOKED, not what caused the score: a token can draw
 attention and not move the score, and the model's zero-shot prior term (a cosine of
-sentence embeddings, see `core.model`) has no attention at all. The page says so.
+sentence embeddings, see `core.recommender.model`) has no attention at all. The page says so.
 
 Two readings of one forward pass:
 
@@ -45,8 +45,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from core.fields import NUMBER_ONLY_FIELDS, ModelInput, encoder_text
-from core.model import TORCH_THREADS, CrossEncoder
+from core.recommender.fields import NUMBER_ONLY_FIELDS, ModelInput, encoder_text
+from core.recommender.model import TORCH_THREADS, CrossEncoder
 from explain.result import ATTENTION_METHODS, NO_SUBJECT, Explanation, Subject, sigmoid
 from explain.scoring import LRU, CrossEncoderScorer, PairLayout, as_scorer, fresh_copy
 
@@ -177,7 +177,7 @@ def _maps(model: CrossEncoder, fields: ModelInput) -> tuple[AttentionMaps, bool]
     if maps.shape[-1] != len(layout.ids):
         raise RuntimeError(f"the model read {maps.shape[-1]} tokens but the field layout has "
                            f"{len(layout.ids)}: explain.scoring.PairTokenizer no longer "
-                           "matches core.model's tokenisation.")
+                           "matches core.recommender.model's tokenisation.")
     scorer.remember((a, b), logit)
     result = AttentionMaps(
         layout=layout, tokens=tuple(model.tokenizer.convert_ids_to_tokens(list(layout.ids))),

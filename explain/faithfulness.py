@@ -14,7 +14,7 @@ leave-one-out (do the two occlusion-based methods agree?), and the rank correlat
 between field SHAP and attention rollout.
 
 `evaluate_run` measures a registered run on held-out moments (the test, then validation,
-targets of `core.splits.leave_last_out`, each with the model's top recommendation) and
+targets of `core.recommender.splits.leave_last_out`, each with the model's top recommendation) and
 writes the summary to `data/models/<run_id>/faithfulness.json`; `preferred_method` reads
 it back: the method with the higher comprehensiveness AOPC is the one the page shows by
 default.
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import Paths
-from core.model import CrossEncoder
+from core.recommender.model import CrossEncoder
 from explain.attention import explain_attention, rank_agreement
 from explain.field_shap import (
     DEFAULT_FIELD_SHAP,
@@ -221,8 +221,8 @@ def held_out_for(service, *, recommendations: int = 200, content_candidates: int
     with the model's best item among a reduced candidate set (`content_candidates` +
     `popular_candidates`, no per-category ones, and a co-visit model's co-visited items,
     to keep the ranking cheap)."""
-    from core.splits import leave_last_out
-    from core.train import CrossEncoderRecommender, load_training_data
+    from core.recommender.splits import leave_last_out
+    from core.recommender.train import CrossEncoderRecommender, load_training_data
     from explain.inputs import held_out_inputs
 
     interactions, catalogue = load_training_data(service.paths)

@@ -2,7 +2,7 @@
 
 Players are the fields of one model input (history items h1..hN, context, item
 attributes). A coalition keeps some fields and removes the others: removed fields are
-dropped from the serialized text pair (`core.fields.to_text_pair(fields, masked=...)`),
+dropped from the serialized text pair (`core.recommender.fields.to_text_pair(fields, masked=...)`),
 not replaced by a placeholder, which is how the model sees a shorter history or an item
 without a description. `FieldMasker` is that masker for `shap`: it turns shap's binary
 masks into coalitions, and the value function (`explain.scoring.FieldGame`) scores a whole
@@ -25,7 +25,7 @@ the demo model against exact Shapley values (all 2,048 coalitions of 11 fields, 
 SHAP moved the score more than a random order on all 40 (one permutation: 21 of 40).
 The default is 8 (8 * 23 = 184 coalitions for 11 fields), within the 1 s latency aim.
 
-Cost: the model is a late-interaction cross-encoder (`core.model`): each side's text
+Cost: the model is a late-interaction cross-encoder (`core.recommender.model`): each side's text
 is encoded alone (frozen lower layers and the prior's sentence embedding, cached per
 text) and only the top layer reads the pair, so a coalition costs one pair row plus any
 side text not seen before. The history-side texts are the same for every candidate of
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import shap
 
-from core.fields import ModelInput
+from core.recommender.fields import ModelInput
 from explain.result import NO_SUBJECT, Explanation, Subject
 from explain.scoring import FieldGame, Scorer, TextScorer, as_scorer
 

@@ -3,13 +3,13 @@
 A recommendation for a customer at a moment reads the customer's last `history_len`
 interactions (most recent first), the context of the moment (season and weekday of
 `ts`, the promotion flag when known) and the candidate item, exactly as
-`core.train.CrossEncoderRecommender.text_pairs` builds them (through
-`core.examples.model_input`). For recommendations shown now, `ts` is now and the
+`core.recommender.train.CrossEncoderRecommender.text_pairs` builds them (through
+`core.recommender.examples.model_input`). For recommendations shown now, `ts` is now and the
 promotion is unknown (no promotion field) unless the recommendation says otherwise
 (columns `ts` / `promotion` of the recommendations frame).
 
 `held_out_inputs` gives the held-out moments that faithfulness is measured on: the
-validation or test target of each customer of `core.splits.leave_last_out`, with the
+validation or test target of each customer of `core.recommender.splits.leave_last_out`, with the
 history known strictly before it and the model's top recommendation at that moment.
 """
 
@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.co_visits import CoVisits
-from core.examples import item_records, model_input
-from core.fields import ModelInput
-from core.interactions import EVENT_TYPE, ITEM, PROMOTION, TS, USER
-from core.model import CrossEncoder
-from core.recommender import recommend
-from core.splits import Split, histories_frame
+from core.recommender.co_visits import CoVisits
+from core.recommender.examples import item_records, model_input
+from core.recommender.fields import ModelInput
+from core.recommender.model import CrossEncoder
+from core.recommender.protocol import recommend
+from core.recommender.splits import Split, histories_frame
+from core.store.interactions import EVENT_TYPE, ITEM, PROMOTION, TS, USER
 from explain.result import Subject
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.fields import field_kind
+from core.recommender.fields import field_kind
 from explain.result import Explanation
 
 MAINLY = 0.5

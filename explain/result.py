@@ -8,7 +8,7 @@ additivity reads as "base_value + sum(attributions) == prediction" in those unit
 
 `values` shows what each feature held: catalogue text (item titles, categories, prices,
 the summaries of the items in the history) and context (season, day, promotion). Never a
-name, an e-mail address or a customer id: the model input holds none (see core.fields).
+name, an e-mail address or a customer id: the model input holds none (see core.recommender.fields).
 """
 
 from __future__ import annotations

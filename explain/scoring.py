@@ -2,7 +2,7 @@
 
 A coalition is a subset of an input's fields; its value is the model's score
 p = sigmoid(logit) of the text pair with every other field removed
-(`core.fields.to_text_pair(fields, masked=...)`). Explainers take the model as a plain
+(`core.recommender.fields.to_text_pair(fields, masked=...)`). Explainers take the model as a plain
 callable, texts -> logits (`TextScorer`, e.g. `CrossEncoder.score_pairs`); a
 `CrossEncoder` itself is accepted too.
 
@@ -10,7 +10,7 @@ Every batch of coalitions is ONE call of the model. Logits are cached per exact 
 input (the text pair), so the empty coalition, coalitions that differ only by identical
 fields and coalitions without any of the candidate's fields (the same for every
 candidate of a customer) are computed once. Below that, the late-interaction
-cross-encoder (`core.model`) encodes each side's text once (its frozen lower layers and
+cross-encoder (`core.recommender.model`) encodes each side's text once (its frozen lower layers and
 the zero-shot prior's sentence embedding are per side): the history-and-context side of
 a coalition is shared by all candidates of a customer, so explaining a customer's
 second, third, ... recommendation costs a fraction of the first.
@@ -38,9 +38,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.encoder import MAX_TOKENS, load_encoder
-from core.fields import NUMBER_ONLY_FIELDS, SEPARATOR, ModelInput, encoder_text, to_text_pair
-from core.model import TORCH_THREADS, CrossEncoder
+from core.minilm import MAX_TOKENS, load_encoder
+from core.recommender.fields import (
+    NUMBER_ONLY_FIELDS,
+    SEPARATOR,
+    ModelInput,
+    encoder_text,
+    to_text_pair,
+)
+from core.recommender.model import TORCH_THREADS, CrossEncoder
 
 TextScorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]  # (text_a, text_b) -> logits
 CACHE_SIZE = 50_000  # cached logits per scorer (a few MB)
@@ -102,7 +108,7 @@ class PairLayout:
 
 class PairTokenizer:
     """Token ids of fields (each tokenized once, cached) joined into the pair layout of
-    a `core.model.ModelConfig` (`history_length`, `item_length`)."""
+    a `core.recommender.model.ModelConfig` (`history_length`, `item_length`)."""
 
     def __init__(self, tokenizer, *, history_length: int, item_length: int,
                  cache_size: int = 20_000):
@@ -193,7 +199,7 @@ def has_prior(model: CrossEncoder) -> bool:
 
 class _Bf16SentenceEncoder:
     """A bfloat16 copy of the frozen MiniLM sentence encoder with the same pooling as
-    `core.encoder.embed_texts` (mean over tokens, L2-normalised), cached per text."""
+    `core.minilm.embed_texts` (mean over tokens, L2-normalised), cached per text."""
 
     def __init__(self, tokenizer, cache_size: int = 50_000):
         self.tokenizer = tokenizer

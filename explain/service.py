@@ -1,14 +1,14 @@
 """One entry point for the page, the CLI and the export: a run's model, the warehouse
 data it reads, and explanations of its recommendations, cached.
 
-`ExplainService.open(run_id, paths)` loads the registered model (`core.registry.load`);
+`ExplainService.open(run_id, paths)` loads the registered model (`core.registry.store.load`);
 `run_id=UNTRAINED` uses the bundled MiniLM cross-encoder with its fresh head (what the
 benchmark falls back to when no run exists). Interactions and the catalogue are read
-from the read snapshot once per service (short connections, `core.warehouse`).
+from the read snapshot once per service (short connections, `core.store.warehouse`).
 
 Recommendations come from the `recommendations` table that `clearmark score` writes
 (`recommendations_for`), or, where a run has not been scored, are computed on the spot
-with the same recommender (`core.train.CrossEncoderRecommender`, query time now).
+with the same recommender (`core.recommender.train.CrossEncoderRecommender`, query time now).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from core.config import Paths
-from core.fields import ModelInput
-from core.interactions import (
+from core.recommender.fields import ModelInput
+from core.recommender.model import CrossEncoder
+from core.store.interactions import (
     ITEM,
     USER,
     collapse_repeats,
@@ -31,7 +32,6 @@ from core.interactions import (
     load_catalogue,
     load_interactions,
 )
-from core.model import CrossEncoder
 from explain.attention import explain_attention
 from explain.field_shap import FieldShapConfig, explain_fields, leave_one_out
 from explain.inputs import input_for, item_records, item_title, now, recommend_now
@@ -64,7 +64,7 @@ class ExplainService:
     def open(cls, run_id: str | None = None, paths: Paths | None = None, *,
              field_config: FieldShapConfig | None = None) -> ExplainService:
         """The service of `run_id` (None: the latest run, else the untrained MiniLM)."""
-        from core import registry
+        from core.registry import store as registry
 
         paths = paths or Paths()
         run_id = run_id or registry.latest_run(paths) or UNTRAINED
@@ -80,7 +80,7 @@ class ExplainService:
     def _load(self) -> dict[str, object]:
         with self._lock:
             if not self._data:
-                # what core.train.load_training_data gives scoring: funnels collapsed
+                # what core.recommender.train.load_training_data gives scoring: funnels collapsed
                 interactions = collapse_repeats(load_interactions(self.paths))
                 catalogue = interacted_catalogue(load_catalogue(self.paths), interactions)
                 full = self.model.with_popularity(load_catalogue(self.paths))
@@ -100,7 +100,7 @@ class ExplainService:
 
     @functools.cached_property
     def recommender(self):
-        from core.train import CrossEncoderRecommender
+        from core.recommender.train import CrossEncoderRecommender
 
         data = self._load()
         return CrossEncoderRecommender(self.model, name=self.run_id).fit(
@@ -109,14 +109,14 @@ class ExplainService:
     def is_new(self, item_id: str) -> bool:
         """The item lies outside the model's training data (added to the catalogue
         since, or held out): the model judges it by its text alone, and the last place
-        of each top 10 is kept for the best such item (`core.train`)."""
+        of each top 10 is kept for the best such item (`core.recommender.train`)."""
         item = str(item_id)
         return item in self.records and item not in self.trained_items
 
     @functools.cached_property
     def trained_items(self) -> frozenset[str]:
-        """`core.train.trained_items` of this run (without fitting the recommender)."""
-        from core.train import trained_items
+        """`core.recommender.train.trained_items` of this run (without fitting the recommender)."""
+        from core.recommender.train import trained_items
 
         return frozenset(trained_items(self.model, self.interactions))
 
@@ -247,7 +247,7 @@ def moment(row: dict[str, object]) -> tuple[pd.Timestamp | None, bool | None]:
 
 def stored_recommendations(paths: Paths, run_id: str, users: list[str]) -> pd.DataFrame:
     """This run's stored recommendations of `users` (empty where there are none)."""
-    from core.warehouse import WarehouseError, query
+    from core.store.warehouse import WarehouseError, query
 
     columns = [USER, "rank", ITEM, "title", "score", "ts"]
     if not users:
@@ -273,7 +273,7 @@ _SERVICES_LOCK = threading.Lock()
 def get_service(run_id: str | None = None, paths: Paths | None = None) -> ExplainService:
     """The process-wide service of a run (the page, the CLI and the export share it);
     at most two are kept loaded. A new warehouse snapshot gives a new service."""
-    from core import registry
+    from core.registry import store as registry
 
     paths = paths or Paths()
     resolved = run_id or registry.latest_run(paths) or UNTRAINED

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from core.config import Paths
-from core.queries import QUERIES
-from core.warehouse import query, write_transaction
+from core.store.queries import QUERIES
+from core.store.warehouse import query, write_transaction
 from explain.result import Explanation
 
 PRECOMPUTED_METHODS = ("shap-field",)  # the reasons in words; attention is one pass

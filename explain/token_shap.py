@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import shap
 
-from core.fields import Field, ModelInput
+from core.recommender.fields import Field, ModelInput
 from explain.result import NO_SUBJECT, Explanation, Subject
 from explain.scoring import LRU, Scorer, TextScorer, as_scorer, reference_scorer, sigmoid
 
@@ -175,6 +175,6 @@ def scorer_tokenizer(scorer: Scorer):
     model = getattr(scorer, "model", None)
     if model is not None and getattr(model, "tokenizer", None) is not None:
         return model.tokenizer
-    from core.encoder import load_tokenizer
+    from core.minilm import load_tokenizer
 
     return load_tokenizer()

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from core.fields import Field
+from core.recommender.fields import Field
 
 
 def _stub(text_a, text_b) -> np.ndarray:

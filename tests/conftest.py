@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 from support import fixture_pseudonym, free_port, wait_for_health  # noqa: E402
 
 from core.config import Paths  # noqa: E402
-from core.warehouse import write_transaction  # noqa: E402
+from core.store.warehouse import write_transaction  # noqa: E402
 
 APP = ROOT / "dashboard" / "app.py"
 

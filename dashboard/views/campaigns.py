@@ -16,10 +16,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import campaigns as C
-from core import warehouse
 from core.config import Paths, PrivacyConfig
-from core.interactions import STRONG_EVENT_TYPES
-from core.warehouse import WarehouseError, WarehouseMissing
+from core.store import warehouse
+from core.store.interactions import STRONG_EVENT_TYPES
+from core.store.warehouse import WarehouseError, WarehouseMissing
 from dashboard import data
 from explain.csv_safe import safe_cell
 from explain.reasons import campaign_explainer
@@ -52,7 +52,7 @@ if catalogue.empty:
     st.info(NO_DATA_HINT, icon=":material/database:")
     st.stop()
 
-from core import registry  # noqa: E402  (imports torch: only once there is data)
+from core.registry import store as registry  # noqa: E402  (imports torch: only once there is data)
 
 if registry.latest_run(paths) is None:
     st.info(NO_MODEL_HINT, icon=":material/model_training:")

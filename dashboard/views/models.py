@@ -1,6 +1,6 @@
 """Models: the trained recommenders of the registry, how well each ranks next to
 the baselines, how training went, and what each one spent of the privacy budget.
-Reads the run folders' JSON records through `core.model_runs` (never the weights)."""
+Reads the run folders' JSON records through `core.registry.runs` (never the weights)."""
 
 import math
 
@@ -8,8 +8,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import model_runs
 from core.config import Paths
+from core.registry import runs as model_runs
 
 EMPTY_HINT = (
     "No trained model yet. Train one with `clearmark train` (DP, ε = 3 by default), "

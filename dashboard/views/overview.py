@@ -6,11 +6,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.aggregates import hide_small_cells
 from core.columns import EVENT_TYPES
 from core.config import PrivacyConfig
-from core.warehouse import WarehouseMissing
+from core.store.warehouse import WarehouseMissing
 from dashboard import data
+from privacy.disclosure import hide_small_cells
 
 EMPTY_HINT = (
     "No data yet. Run `make run` (demo data) or `clearmark ingest <file>`, then reload this page."

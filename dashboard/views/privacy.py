@@ -9,9 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import warehouse
 from core.config import Paths
-from core.privacy_report import warehouse_report
+from core.store import warehouse
+from core.store.report import warehouse_report
 from privacy.audit import audit_report, to_csv, to_json
 
 EMPTY_HINT = (

@@ -10,7 +10,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.columns import EVENT_TYPES
-from core.warehouse import WarehouseMissing
+from core.store.warehouse import WarehouseMissing
 from dashboard import data
 
 EMPTY_HINT = (

@@ -16,8 +16,8 @@ import plotly.express as px
 import streamlit as st
 
 from core.config import PrivacyConfig
-from core.sentiment_data import LABELS, review_text, suppress_shares
-from core.warehouse import WarehouseMissing
+from core.sentiment.data import LABELS, review_text, suppress_shares
+from core.store.warehouse import WarehouseMissing
 from dashboard import data
 
 EMPTY_HINT = (

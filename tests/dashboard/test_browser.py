@@ -8,7 +8,7 @@ import sys
 import pytest
 from support import BROWSER_TIMEOUT_MS, wait_until_rendered
 
-from core.warehouse import table_counts
+from core.store.warehouse import table_counts
 
 
 @pytest.mark.browser

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import campaigns as C
 from core.config import Paths
-from core.warehouse import query
+from core.store.warehouse import query
 from tests.core.test_campaigns import category_campaign, payload_explainer, save_tiny_run
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
@@ -119,8 +119,8 @@ def test_page_never_shows_a_customer_id(scored_page):
 def generated_campaign(warehouse_paths: Paths, pseudonym_key: bytes, tmp_path: Path):
     """300 generated customers, a tiny model and a scored category campaign whose audience
     (top 50%, 10% holdout) is large enough to export."""
-    from core.generator import GeneratorConfig, generate
-    from core.ingest import ingest
+    from core.ingest.pipeline import ingest
+    from core.synthetic.generator import GeneratorConfig, generate
 
     files = generate(GeneratorConfig(customers=300, items=200, seed=3), tmp_path / "raw",
                      progress=False)

@@ -1,6 +1,6 @@
-"""The Models page in AppTest, and `core.model_runs` which reads the run folders.
+"""The Models page in AppTest, and `core.registry.runs` which reads the run folders.
 
-Run folders are written here in the shape `core.registry.save` writes (the JSON
+Run folders are written here in the shape `core.registry.store.save` writes (the JSON
 files, plus an empty weights file: the page never reads the weights)."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import model_runs, registry
 from core.config import Paths
+from core.registry import runs as model_runs
+from core.registry import store as registry
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 DP_RUN = "ce_20250702T090000_0000dp01"
@@ -36,7 +37,7 @@ def write_fake_run(
     epsilon: float = 2.98,
     baselines: bool = True,
 ) -> Path:
-    """A complete run folder as `registry.save` leaves it (see core/train.py for the
+    """A complete run folder as `registry.save` leaves it (see core/recommender/train.py for the
     privacy and metrics records). Returns the folder."""
     path = paths.models_dir / run_id
     path.mkdir(parents=True)
@@ -148,7 +149,7 @@ def _models_page() -> AppTest:
     return at.switch_page("views/models.py").run()
 
 
-# --- core.model_runs ----------------------------------------------------------------
+# --- core.registry.runs ----------------------------------------------------------------
 
 
 def test_files_read_are_the_registry_files():

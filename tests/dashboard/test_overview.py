@@ -5,8 +5,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core import warehouse
-from core.warehouse import ensure_schema, table_counts, write_transaction
+from core.store import warehouse
+from core.store.warehouse import ensure_schema, table_counts, write_transaction
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 HINT = "Run `make run` (demo data) or `clearmark ingest <file>`"

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import Paths
-from core.privacy_report import warehouse_report
+from core.store.report import warehouse_report
 from privacy import ledger
 from privacy.audit import record_membership_audit
 from privacy.budget import set_budget

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from support import fixture_pseudonym
 
 from core.config import Paths
-from core.warehouse import ensure_schema, query, write_transaction
+from core.store.warehouse import ensure_schema, query, write_transaction
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")

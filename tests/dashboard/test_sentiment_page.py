@@ -1,5 +1,5 @@
 """The Review sentiment page in AppTest: the empty states, and a warehouse with scored
-reviews (rows written the way `core.sentiment_train.score` writes them)."""
+reviews (rows written the way `core.sentiment.train.score` writes them)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import Paths
-from core.sentiment_data import review_text
-from core.warehouse import ensure_schema, write_transaction
+from core.sentiment.data import review_text
+from core.store.warehouse import ensure_schema, write_transaction
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 RUN = "sent_20250702T090000_0000test"

@@ -11,11 +11,11 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from core import registry
 from core.config import Paths
-from core.fields import Field
-from core.model import CrossEncoder, ModelConfig
-from core.warehouse import write_transaction
+from core.recommender.fields import Field
+from core.recommender.model import CrossEncoder, ModelConfig
+from core.registry import store as registry
+from core.store.warehouse import write_transaction
 
 TINY = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=64, max_position_embeddings=256)

@@ -1,4 +1,4 @@
-"""`clearmark explain`, `explain-export` (core.cli_explain, registered like the other
+"""`clearmark explain`, `explain-export` (core.cli.explain, registered like the other
 extensions)."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import csv
 
 import pytest
 
-from core import cli
+from core.cli import main as cli
 from tests.explain.conftest import EXPLAIN_USERS, PAYLOADS, TINY_RUN
 
 
 @pytest.fixture
 def main(monkeypatch):
-    if "core.cli_explain" not in cli.EXTENSIONS:  # until the lead wires it in core.cli
-        monkeypatch.setattr(cli, "EXTENSIONS", (*cli.EXTENSIONS, "core.cli_explain"))
+    if "core.cli.explain" not in cli.EXTENSIONS:  # until the lead wires it in core.cli.main
+        monkeypatch.setattr(cli, "EXTENSIONS", (*cli.EXTENSIONS, "core.cli.explain"))
     return cli.main
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.fields import to_text_pair
+from core.recommender.fields import to_text_pair
 from explain.field_shap import FieldMasker
 from explain.scoring import (
     CrossEncoderScorer,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.fields import Field
+from core.recommender.fields import Field
 from explain.field_shap import FieldShapConfig, exact_shapley, explain_fields, leave_one_out
 from explain.result import Subject
 from explain.scoring import FieldGame, as_scorer
@@ -93,7 +93,7 @@ def test_masking_the_co_visit_field_removes_its_number_and_nothing_else():
     import torch
     from transformers import BertConfig
 
-    from core.model import CrossEncoder, ModelConfig
+    from core.recommender.model import CrossEncoder, ModelConfig
     from explain.scoring import sigmoid
 
     tiny = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.fields import Field
+from core.recommender.fields import Field
 from explain.reasons import ALSO, LITTLE, MAINLY, reason, reason_parts
 from explain.result import Explanation, Subject
 from tests.explain.conftest import make_fields

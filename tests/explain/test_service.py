@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.warehouse import write_transaction
+from core.store.warehouse import write_transaction
 from explain.service import ExplainService, moment
 from tests.explain.conftest import EXPLAIN_USERS, TINY_RUN
 

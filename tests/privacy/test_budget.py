@@ -164,7 +164,7 @@ def test_garbled_budgets_file_fails_closed(tmp_path):
 
 
 def _cli(argv: list[str]) -> None:
-    from core.cli_privacy import register
+    from core.cli.privacy import register
 
     parser = argparse.ArgumentParser(prog="clearmark")
     register(parser.add_subparsers(dest="command", required=True))
@@ -173,7 +173,7 @@ def _cli(argv: list[str]) -> None:
 
 
 def test_cli_budget_set_and_show(warehouse_paths, capsys):
-    from core.cli import UsageError
+    from core.cli.main import UsageError
 
     _cli(["budget", "set", "--dataset", "shop", "--epsilon", "3", "--delta", "1e-5"])
     out = capsys.readouterr().out

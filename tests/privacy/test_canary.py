@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import core.ingest
+import core.ingest.pipeline
 from core.config import Paths
-from core.ingest import ingest
-from core.warehouse import read_connection
+from core.ingest.pipeline import ingest
+from core.store.warehouse import read_connection
 
 KEY = bytes(range(32))
 CANARIES = {
@@ -113,8 +113,8 @@ def test_no_canary_reaches_the_warehouse(warehouse_paths, tmp_path):
 
 def test_the_search_finds_canaries_when_protection_is_off(warehouse_paths, tmp_path,
                                                           monkeypatch):
-    monkeypatch.setattr(core.ingest, "pseudonymize", lambda ids, key: list(ids))
-    monkeypatch.setattr(core.ingest, "scrub_many",
+    monkeypatch.setattr(core.ingest.pipeline, "pseudonymize", lambda ids, key: list(ids))
+    monkeypatch.setattr(core.ingest.pipeline, "scrub_many",
                         lambda texts, names=None: (list(texts), {}))
     plant_raw_files(tmp_path / "raw")
     ingest([tmp_path / "raw"], key=KEY, paths=warehouse_paths, progress=False)

@@ -391,7 +391,7 @@ def test_json_export_carries_the_head_hash_and_infinity(tmp_path):
 
 
 def _cli(argv: list[str]) -> None:
-    from core.cli_privacy import register
+    from core.cli.privacy import register
 
     parser = argparse.ArgumentParser(prog="clearmark")
     register(parser.add_subparsers(dest="command", required=True))
@@ -400,7 +400,7 @@ def _cli(argv: list[str]) -> None:
 
 
 def test_cli_audit_verify_and_report(warehouse_paths, capsys, tmp_path):
-    from core.cli import UsageError
+    from core.cli.main import UsageError
 
     charge(ledger_path=warehouse_paths.ledger,
            budgets_path=warehouse_paths.data_dir / "privacy_budgets.json", run_id="r1",

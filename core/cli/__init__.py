@@ -1,0 +1,1 @@
+"""The `clearmark` command: the composition root of the project."""

@@ -1,0 +1,1 @@
+"""What every DP trainer shares: the privacy plan and per-customer clipping."""

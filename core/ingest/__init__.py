@@ -1,0 +1,1 @@
+"""Raw exports in: readers, formats and mappings, validation, the load."""

@@ -1,0 +1,1 @@
+"""The DP cross-encoder recommender: data, model, training, evaluation, scoring, audit."""

@@ -1,0 +1,1 @@
+"""The model registry: run folders on disk and their listing."""

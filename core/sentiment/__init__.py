@@ -1,0 +1,1 @@
+"""The review sentiment model: data, model, training and scoring."""
