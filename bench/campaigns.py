@@ -49,8 +49,9 @@ from bench.machine import write_result
 from core import campaigns as C
 from core.config import PROJECT_ROOT, Paths
 from core.ingest.pipeline import ingest
-from core.recommender.model import CrossEncoder, ModelConfig
-from core.registry import store as registry
+from core.recommender import registry
+from core.recommender.model import CrossEncoder
+from core.recommender.model_config import ModelConfig
 from core.store.interactions import load_catalogue, load_interactions
 from core.synthetic.generator import GeneratorConfig, default_item_count, generate
 from explain.reasons import campaign_explainer
@@ -112,7 +113,7 @@ def truth_preferences(truth_dir: Path, categories: list[str]) -> pd.DataFrame:
 
 def run_backtest(paths: Paths, campaign: C.Campaign, *, cutoff: str, train: bool,
                  quick: bool, truth: pd.DataFrame | None = None) -> dict[str, object]:
-    from core.recommender.train import TrainConfig
+    from core.recommender.config import TrainConfig
 
     run_id = None if train else untrained_run(paths)
     train_config = TrainConfig(epsilon=3.0, epochs=1 if quick else 3, val_users=0,

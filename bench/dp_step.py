@@ -5,11 +5,11 @@ table and writes ``bench/results/dp_step.json`` (``dp_step_quick.json`` with --q
 with the machine description and the load average.
 
 Protocol: one generated warehouse (`--customers`, default 1,500) in a temp dir; the
-default model (`core.recommender.model.ModelConfig()`: MiniLM, one trainable top layer, groups of
-1 + 4 candidates) and one fixed batch of `--batch` customers (default 128, the default
-`TrainConfig.batch_size`), the same for every mode. Each mode runs in its own process
-(so that its peak resident memory is its own): one warm-up step, then `--repeats`
-timed steps (forward, backward, optimizer step; default 15), median reported.
+default model (`core.recommender.model_config.ModelConfig()`: MiniLM, one trainable top
+layer, groups of 1 + 4 candidates) and one fixed batch of `--batch` customers (default
+128, the default `TrainConfig.batch_size`), the same for every mode. Each mode runs in
+its own process (so that its peak resident memory is its own): one warm-up step, then
+`--repeats` timed steps (forward, backward, optimizer step; default 15), median reported.
 
 Modes:
 - non_private: plain autograd and Adam;
@@ -43,7 +43,7 @@ import warnings
 from pathlib import Path
 
 from bench.machine import write_result
-from core.recommender.train import TrainConfig
+from core.recommender.config import TrainConfig
 
 BENCH_KEY = bytes(range(32))  # a throwaway warehouse in a temp dir: not a steward's key
 MODES = ("non_private", "bookkeeping", "hooks", "ghost")
@@ -65,9 +65,11 @@ def _peak_mib() -> float:
 def _batch(data_dir: Path, customers: int):
     """(model, dataset, fixed batch, customers in the training data)."""
     from core.config import Paths
+    from core.recommender.data import load_training_data, make_split
     from core.recommender.examples import ExampleConfig, build_examples, collate_groups
-    from core.recommender.model import CrossEncoder, ModelConfig
-    from core.recommender.train import build_dataset, load_training_data, make_split
+    from core.recommender.model import CrossEncoder
+    from core.recommender.model_config import ModelConfig
+    from core.recommender.train import build_dataset
 
     model_config = ModelConfig()
     interactions, catalogue = load_training_data(Paths(data_dir))
@@ -103,10 +105,11 @@ def run_mode(mode: str, data_dir: Path, customers: int, repeats: int) -> dict[st
     """Time `repeats` steps of one mode on the fixed batch (in this process)."""
     import torch
 
-    from core.recommender.model import TORCH_THREADS
-    from core.recommender.train import TrainConfig, plan_privacy, prepare_training
+    from core.config import use_cpu_threads
+    from core.recommender.planning import plan_privacy
+    from core.recommender.train import prepare_training
 
-    torch.set_num_threads(TORCH_THREADS)
+    use_cpu_threads()
     torch.manual_seed(0)
     model, dataset, batch, people = _batch(data_dir, customers)
     private = mode != "non_private"
@@ -128,7 +131,8 @@ def norm_error(data_dir: Path, customers: int) -> dict[str, float]:
     the materialised ones of hooks mode, {mode: max relative error, ...}."""
     import torch
 
-    from core.recommender.train import TrainConfig, batch_loss, plan_privacy, prepare_training
+    from core.recommender.planning import plan_privacy
+    from core.recommender.train import batch_loss, prepare_training
 
     norms = {}
     for mode in ("hooks", "ghost", "bookkeeping"):

@@ -72,7 +72,7 @@ def _demo_paths(tmp: Path, customers: int) -> Paths:
 def _data(quick: bool, tmp: Path, data_dir: str | None, run: str | None = None
           ) -> tuple[Paths, str, str]:
     """(paths, run id, what was used)."""
-    from core.registry import store as registry
+    from core.recommender import registry
     from explain.service import UNTRAINED
 
     paths = Paths(Path(data_dir)) if data_dir else Paths()

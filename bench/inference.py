@@ -41,8 +41,8 @@ from bench.machine import write_result
 
 
 def _rank(model, split, catalogue, users: int) -> dict[str, float]:
-    from core.recommender.evaluate import evaluate
-    from core.recommender.train import CrossEncoderRecommender, sample_test_users
+    from core.recommender.evaluate import evaluate, sample_test_users
+    from core.recommender.retrieval import CrossEncoderRecommender
 
     sample = sample_test_users(split, users, seed=0)
     recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from core.config import Paths
-    from core.recommender.train import load_training_data, make_split
-    from core.registry import store as registry
+    from core.recommender import registry
+    from core.recommender.data import load_training_data, make_split
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="data folder (default: data/ or CLEARMARK_DATA)")

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from bench.machine import RESULTS, write_result
 from bench.recommender import AMAZON_DIR, GIFT_CARDS, MODEL, _ingest
+from core.recommender.config import TrainConfig
 from core.recommender.membership_audit import audit_membership
-from core.recommender.train import TrainConfig, train
+from core.recommender.train import train
 
 OVERFIT = TrainConfig(non_private=True, epochs=20, batch_size=16, lr=2e-3, head_lr=2e-3,
                       val_users=0, eval_users=50)

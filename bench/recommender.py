@@ -46,25 +46,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from bench.dp_step import step_seconds
 from bench.machine import RESULTS, write_result
-from core.config import PROJECT_ROOT, Paths
+from core.config import PROJECT_ROOT, Paths, use_cpu_threads
 from core.ingest.pipeline import ingest
 from core.recommender.batch_score import score
+from core.recommender.config import TrainConfig
+from core.recommender.data import load_training_data, make_split
 from core.recommender.examples import ExampleConfig, build_examples, collate_groups
-from core.recommender.model import CrossEncoder, ModelConfig
-from core.recommender.train import (
-    TrainConfig,
-    build_dataset,
-    load_training_data,
-    make_split,
-    plan_privacy,
-    prepare_training,
-    train,
-)
-from core.registry.store import load
+from core.recommender.model import CrossEncoder
+from core.recommender.model_config import ModelConfig
+from core.recommender.planning import plan_privacy
+from core.recommender.registry import load
+from core.recommender.train import build_dataset, prepare_training, train
 from core.synthetic.generator import GeneratorConfig, default_item_count, generate
 
 AMAZON_DIR = PROJECT_ROOT.parent / "shared" / "data" / "amazon-2018"
@@ -200,7 +194,7 @@ def _run_model(paths: Paths, config: TrainConfig) -> dict[str, object]:
 def run(*, data: str, customers: int, seeds: list[int], epsilons: list[float],
         other_epsilon_seeds: int | None, eval_users: int | None, max_steps: int | None,
         quick: bool) -> dict[str, object]:
-    torch.set_num_threads(2)
+    use_cpu_threads()
     started = time.perf_counter()
     load_start = os.getloadavg()
     limits: dict[str, object] = {"eval_users": eval_users, "max_steps": max_steps}

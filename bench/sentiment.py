@@ -23,7 +23,7 @@ negative/positive subset (all test negatives and as many random positives). Ever
 goes through `core.sentiment.train.train` (ledger charge, registry) and the runs of a
 dataset share the frozen features (`FeatureStore`), so the per-run seconds are the
 trainable part only; the shared feature pass is reported once. Scoring throughput is
-`core.sentiment.train.score` (prediction + word attributions + warehouse write) over
+`core.sentiment.score.score` (prediction + word attributions + warehouse write) over
 every review with the epsilon-8 model, and plain prediction over a sample.
 
 --quick: fewer reviewers, one epoch, small test samples: a smoke run of the harness,
@@ -46,9 +46,13 @@ from bench.machine import write_result
 from core.config import PROJECT_ROOT, Paths
 from core.ingest.pipeline import ingest
 from core.sentiment import data as D
-from core.sentiment import model as M
+from core.sentiment import registry
 from core.sentiment import train as T
+from core.sentiment.config import SentimentTrainConfig, prepare
+from core.sentiment.evaluate import evaluate_model_proba
+from core.sentiment.features import FeatureStore, predict_features
 from core.sentiment.model import SentimentModelConfig
+from core.sentiment.score import score
 from core.synthetic.generator import GeneratorConfig, default_item_count, generate
 
 AMAZON_DIR = PROJECT_ROOT.parent / "shared" / "data" / "amazon-2018"
@@ -61,8 +65,8 @@ TARGETS = {"binary_non_private": 0.90, "binary_dp8": 0.85, "macro_f1_dp8_over_va
 
 # Per dataset: the training settings of every run (the privacy settings vary).
 TRAIN = {
-    "amazon": T.SentimentTrainConfig(epochs=3, batch_size=64, lr=1e-3),
-    "generated": T.SentimentTrainConfig(epochs=1, batch_size=64, lr=3e-3),
+    "amazon": SentimentTrainConfig(epochs=3, batch_size=64, lr=1e-3),
+    "generated": SentimentTrainConfig(epochs=1, batch_size=64, lr=3e-3),
 }
 QUICK = {"max_reviewers": 300, "epochs": 1, "max_test_reviews": 300}
 MODEL = SentimentModelConfig()
@@ -111,7 +115,7 @@ def run_dataset(name: str, paths: Paths, *, quick: bool) -> dict[str, object]:
     base = TRAIN[name]
     if quick:
         base = replace(base, **QUICK)
-    store = T.FeatureStore()
+    store = FeatureStore()
     runs: dict[str, dict[str, object]] = {}
     vader = None
     data_info: dict[str, object] = {}
@@ -124,7 +128,7 @@ def run_dataset(name: str, paths: Paths, *, quick: bool) -> dict[str, object]:
         run_id = T.train(paths, config, model_config=MODEL, progress=False,
                          feature_store=store, with_vader=vader is None)
         wall = time.perf_counter() - started
-        loaded = M.load(run_id, paths)
+        loaded = registry.load(run_id, paths)
         metrics = loaded.metrics
         if vader is None:
             vader = _summary(metrics["baselines"]["vader"])
@@ -148,12 +152,12 @@ def run_dataset(name: str, paths: Paths, *, quick: bool) -> dict[str, object]:
               f" ({wall:.0f} s)", flush=True)
 
     variants: dict[str, dict[str, object]] = {}
-    head_store = T.FeatureStore()
+    head_store = FeatureStore()
     for label, changes in VARIANTS.get(name, []) if not quick else []:
         config = replace(base, **changes)
         run_id = T.train(paths, config, model_config=HEAD_ONLY, progress=False,
                          feature_store=head_store, with_vader=False)
-        loaded = M.load(run_id, paths)
+        loaded = registry.load(run_id, paths)
         variants[label] = {"run_id": run_id, **_summary(loaded.metrics["model"]),
                            "epsilon_spent": loaded.privacy["epsilon"],
                            "steps": loaded.privacy["steps"],
@@ -164,13 +168,13 @@ def run_dataset(name: str, paths: Paths, *, quick: bool) -> dict[str, object]:
               f"{variants[label]['binary_accuracy_balanced']:.3f}", flush=True)
 
     # The anchors alone (the head's starting point, no training, no privacy spent).
-    prepared = T.prepare(D.load_reviews(paths), base)
+    prepared = prepare(D.load_reviews(paths), base)
     zero = T.new_model(MODEL)
-    proba = T.predict_features(zero, store.get(zero, D.review_texts(prepared.test)))
-    anchors = _summary(T.evaluate_model_proba(prepared.test, proba, seed=base.seed))
+    proba = predict_features(zero, store.get(zero, D.review_texts(prepared.test)))
+    anchors = _summary(evaluate_model_proba(prepared.test, proba, seed=base.seed))
 
-    scored = T.score(paths, eps8_run, progress=False)
-    model = M.load(eps8_run, paths).model
+    scored = score(paths, eps8_run, progress=False)
+    model = registry.load(eps8_run, paths).model
     texts = D.review_texts(D.load_reviews(paths))
     pick = np.random.default_rng(0).choice(len(texts), size=min(PREDICT_SAMPLE, len(texts)),
                                            replace=False)
@@ -190,7 +194,7 @@ def run_dataset(name: str, paths: Paths, *, quick: bool) -> dict[str, object]:
                     "what": "score(): prediction + word attributions, every review",
                     "predict_reviews_per_second": len(sample) / max(predict_seconds, 1e-9),
                     "predict_sample": len(sample), "aspects": scored.aspects},
-        "settings": {**T.SentimentTrainConfig.to_dict(base), "model": MODEL.to_dict()},
+        "settings": {**SentimentTrainConfig.to_dict(base), "model": MODEL.to_dict()},
     }
 
 

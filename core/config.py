@@ -67,3 +67,14 @@ class PrivacyConfig:
     min_cell_size: int = 10  # smallest aggregate over customers shown anywhere
     max_future_skew_days: int = 1  # timestamps later than now + this are rejected
     earliest_year: int = 1995  # timestamps before this are rejected
+
+
+TORCH_THREADS = 2  # the target machine has 2 cores; more threads only contend
+
+
+def use_cpu_threads(threads: int = TORCH_THREADS) -> None:
+    """Set torch's intra-op threads once per process, at an entry point (the CLI, the
+    server, a benchmark); library code leaves the process-wide setting alone."""
+    import torch
+
+    torch.set_num_threads(threads)

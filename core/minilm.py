@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 MAX_TOKENS = 256  # the model's max_seq_length in sentence_bert_config.json
-TORCH_THREADS = 2  # the target machine has 2 cores; more threads only contend
 EMBED_CACHE_SIZE = 8  # catalogues whose embeddings stay in memory
 
 
@@ -65,7 +64,6 @@ def _mean_pool(hidden: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
 
 
 def _embed(texts: tuple[str, ...], batch_size: int) -> np.ndarray:
-    torch.set_num_threads(TORCH_THREADS)
     tokenizer, encoder = _frozen()
     # Batches of similar length waste less compute on padding; rows go back in order.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

@@ -1,7 +1,8 @@
 """Streamlit entry file: routing only. Run with `streamlit run dashboard/app.py`.
 
-Pages live in `dashboard/views/` and stay thin: they call `dashboard.data`
-(the cached warehouse reads) and the core/privacy/explain packages.
+Pages live in `dashboard/views/` and stay thin: they call `dashboard.data` (the cached
+warehouse reads), `dashboard.ui` (shared display helpers), `dashboard.components` (parts
+such as the explanation panel) and the core/privacy/explain packages.
 """
 
 import sys
@@ -15,7 +16,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from dashboard.pipeline_status import render_sidebar  # noqa: E402  (needs _ROOT)
+from dashboard.components.pipeline_status import render_sidebar  # noqa: E402  (needs _ROOT)
 
 st.set_page_config(page_title="clearmark", layout="wide")
 

@@ -1,11 +1,11 @@
 """Serve the app with its heavy parts loaded first: `python -m dashboard.serve --port N`.
 
 A page's first view pays for whatever its process has not done yet: importing torch and
-transformers (about 4 s here), loading the latest model for explanations, compiling
-shap's kernels, recomputing every ledger record's epsilon. `warm()` does all of that,
-then Streamlit starts in this same process, so the first view of every page finds it
-done. `warm_in_background()` repeats it when the model pipeline lands new models while
-the server runs.
+transformers, loading the latest model for explanations, compiling shap's kernels,
+recomputing every ledger record's epsilon. `warm()` does all of that, then Streamlit
+starts in this same process, so the first view of every page finds it done.
+`warm_when_models_land()` repeats it when the model pipeline lands new models while the
+server runs.
 """
 
 from __future__ import annotations
@@ -26,19 +26,20 @@ def preload() -> None:
     import plotly.graph_objects  # noqa: F401
     import scipy.stats  # noqa: F401  (the Privacy page's Gaussian-DP approximation)
 
+    import core.recommender.registry  # noqa: F401  (torch, transformers)
     import core.registry.runs  # noqa: F401
-    import core.registry.store  # noqa: F401  (torch, transformers)
-    import explain.panel  # noqa: F401
+    import dashboard.components.explanations  # noqa: F401
     import privacy.audit  # noqa: F401
 
 
 def warm(paths=None) -> dict[str, float]:
     """Load and compute what the first views need; returns seconds per part."""
-    from core.config import Paths
+    from core.config import Paths, use_cpu_threads
     from core.store import warehouse
     from privacy.audit import audit_report
 
     paths = paths or Paths()
+    use_cpu_threads()
     took: dict[str, float] = {}
     started = time.perf_counter()
     preload()
@@ -65,17 +66,29 @@ def warm(paths=None) -> dict[str, float]:
     return took
 
 
-_WARMING = threading.Lock()
+WATCH_S = 5
 
 
-def warm_in_background(paths=None) -> None:
-    """`warm` in a daemon thread, unless one is already running."""
-    def job() -> None:
-        with _WARMING:
-            warm(paths)
+def warm_when_models_land(paths=None) -> threading.Thread:
+    """A daemon thread that runs `warm` again each time the model pipeline
+    (`core.cli.pipeline`) ends, so the new model is loaded before its pages are opened."""
+    from core.cli import pipeline
+    from core.config import Paths
 
-    if not _WARMING.locked():
-        threading.Thread(target=job, name="warm", daemon=True).start()
+    paths = paths or Paths()
+
+    def watch() -> None:
+        seen = getattr(pipeline.read_status(paths), "ended_at", None)
+        while True:
+            time.sleep(WATCH_S)
+            ended = getattr(pipeline.read_status(paths), "ended_at", None)
+            if ended != seen:
+                seen = ended
+                warm(paths)
+
+    thread = threading.Thread(target=watch, name="warm-on-new-models", daemon=True)
+    thread.start()
+    return thread
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     took = warm()
     print("Warmed up: " + ", ".join(f"{k} {v:.1f} s" for k, v in took.items()), flush=True)
+    warm_when_models_land()
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(APP), "--server.address", args.address,

@@ -46,7 +46,7 @@ import torch
 from scipy import stats
 
 from core.recommender.fields import NUMBER_ONLY_FIELDS, ModelInput, encoder_text
-from core.recommender.model import TORCH_THREADS, CrossEncoder
+from core.recommender.model import CrossEncoder
 from explain.result import ATTENTION_METHODS, NO_SUBJECT, Explanation, Subject, sigmoid
 from explain.scoring import LRU, CrossEncoderScorer, PairLayout, as_scorer, fresh_copy
 
@@ -158,7 +158,6 @@ def _maps(model: CrossEncoder, fields: ModelInput) -> tuple[AttentionMaps, bool]
     if cached is not None:
         return cached, False
     started = time.perf_counter()
-    torch.set_num_threads(TORCH_THREADS)
     a, b = scorer.key(fields, frozenset())
     prior = scorer.prior([a], [b])  # (1,) or None
     with _HOOK_LOCK:

@@ -7,7 +7,7 @@ approximation_error, evaluations, latency_s.
 Scopes: one customer, a list of pseudonyms (a campaign audience) or every customer.
 Rows are written one recommendation at a time as they are explained: nothing holds
 more than one customer's recommendations, so memory does not grow with the export.
-UTF-8 with a header; every cell goes through `explain.csv_safe.safe_cell` (item titles
+UTF-8 with a header; every cell goes through `privacy.csv_safe.safe_cell` (item titles
 are third-party text: a cell a spreadsheet would run as a formula gets a leading
 quote; plain numbers stay numbers).
 """
@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from explain.csv_safe import safe_row
 from explain.result import Explanation, direction
+from privacy.csv_safe import safe_row
 
 COLUMNS = ("run_id", "pseudonym", "item_id", "item_title", "rank", "prediction", "base_value",
            "method", "feature", "field", "feature_value", "attribution", "direction",

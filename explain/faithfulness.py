@@ -221,8 +221,9 @@ def held_out_for(service, *, recommendations: int = 200, content_candidates: int
     with the model's best item among a reduced candidate set (`content_candidates` +
     `popular_candidates`, no per-category ones, and a co-visit model's co-visited items,
     to keep the ranking cheap)."""
+    from core.recommender.data import load_training_data
+    from core.recommender.retrieval import CrossEncoderRecommender
     from core.recommender.splits import leave_last_out
-    from core.recommender.train import CrossEncoderRecommender, load_training_data
     from explain.inputs import held_out_inputs
 
     interactions, catalogue = load_training_data(service.paths)

@@ -3,7 +3,7 @@
 A recommendation for a customer at a moment reads the customer's last `history_len`
 interactions (most recent first), the context of the moment (season and weekday of
 `ts`, the promotion flag when known) and the candidate item, exactly as
-`core.recommender.train.CrossEncoderRecommender.text_pairs` builds them (through
+`core.recommender.retrieval.CrossEncoderRecommender.text_pairs` builds them (through
 `core.recommender.examples.model_input`). For recommendations shown now, `ts` is now and the
 promotion is unknown (no promotion field) unless the recommendation says otherwise
 (columns `ts` / `promotion` of the recommendations frame).
@@ -143,3 +143,19 @@ def held_out_inputs(model: CrossEncoder, recommender, split: Split, *, on: str =
 
 __all__ = ["HeldOut", "held_out_inputs", "input_for", "item_records", "item_title", "now",
            "queries_frame", "recent_history", "recommend_now"]
+
+
+def moment(row: dict[str, object]) -> tuple[pd.Timestamp | None, bool | None]:
+    """The (ts, promotion) a recommendation was made for: its `ts` column, else its
+    `created_at` (when `clearmark score` wrote it, about the scoring moment), else now;
+    the promotion when the row says, else unknown."""
+    ts = None
+    for column in ("ts", "created_at"):
+        value = row.get(column)
+        if value is not None and not pd.isna(value):
+            ts = pd.Timestamp(value)
+            break
+    promotion = row.get("promotion")
+    if promotion is not None and pd.isna(promotion):
+        promotion = None
+    return (ts if ts is not None else now()), (None if promotion is None else bool(promotion))

@@ -46,7 +46,7 @@ from core.recommender.fields import (
     encoder_text,
     to_text_pair,
 )
-from core.recommender.model import TORCH_THREADS, CrossEncoder
+from core.recommender.model import CrossEncoder
 
 TextScorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]  # (text_a, text_b) -> logits
 CACHE_SIZE = 50_000  # cached logits per scorer (a few MB)
@@ -108,7 +108,7 @@ class PairLayout:
 
 class PairTokenizer:
     """Token ids of fields (each tokenized once, cached) joined into the pair layout of
-    a `core.recommender.model.ModelConfig` (`history_length`, `item_length`)."""
+    a `core.recommender.model_config.ModelConfig` (`history_length`, `item_length`)."""
 
     def __init__(self, tokenizer, *, history_length: int, item_length: int,
                  cache_size: int = 20_000):
@@ -349,7 +349,6 @@ class CrossEncoderScorer(Scorer):
         text_a, text_b = [a for a, _ in pairs], [b for _, b in pairs]
         if self.precision == "fp32":
             return self.model.score_pairs(text_a, text_b)
-        torch.set_num_threads(TORCH_THREADS)
         runner, _ = self._bf16()
         prior = self.prior(text_a, text_b)  # (N,) or None
         a_states = runner.side_states(text_a, segment=0)

@@ -1,14 +1,14 @@
 """One entry point for the page, the CLI and the export: a run's model, the warehouse
 data it reads, and explanations of its recommendations, cached.
 
-`ExplainService.open(run_id, paths)` loads the registered model (`core.registry.store.load`);
+`ExplainService.open(run_id, paths)` loads the registered model (`core.recommender.registry.load`);
 `run_id=UNTRAINED` uses the bundled MiniLM cross-encoder with its fresh head (what the
 benchmark falls back to when no run exists). Interactions and the catalogue are read
 from the read snapshot once per service (short connections, `core.store.warehouse`).
 
 Recommendations come from the `recommendations` table that `clearmark score` writes
 (`recommendations_for`), or, where a run has not been scored, are computed on the spot
-with the same recommender (`core.recommender.train.CrossEncoderRecommender`, query time now).
+with the same recommender (`core.recommender.retrieval.CrossEncoderRecommender`, query time now).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from core.store.interactions import (
 )
 from explain.attention import explain_attention
 from explain.field_shap import FieldShapConfig, explain_fields, leave_one_out
-from explain.inputs import input_for, item_records, item_title, now, recommend_now
+from explain.inputs import input_for, item_records, item_title, moment, now, recommend_now
 from explain.result import FIELD_METHODS, METHODS, Explanation, Subject
 from explain.scoring import LRU
 from explain.stored import fields_digest, stored_for
@@ -64,7 +64,7 @@ class ExplainService:
     def open(cls, run_id: str | None = None, paths: Paths | None = None, *,
              field_config: FieldShapConfig | None = None) -> ExplainService:
         """The service of `run_id` (None: the latest run, else the untrained MiniLM)."""
-        from core.registry import store as registry
+        from core.recommender import registry
 
         paths = paths or Paths()
         run_id = run_id or registry.latest_run(paths) or UNTRAINED
@@ -80,7 +80,7 @@ class ExplainService:
     def _load(self) -> dict[str, object]:
         with self._lock:
             if not self._data:
-                # what core.recommender.train.load_training_data gives scoring: funnels collapsed
+                # what core.recommender.data.load_training_data gives scoring: funnels collapsed
                 interactions = collapse_repeats(load_interactions(self.paths))
                 catalogue = interacted_catalogue(load_catalogue(self.paths), interactions)
                 full = self.model.with_popularity(load_catalogue(self.paths))
@@ -100,7 +100,7 @@ class ExplainService:
 
     @functools.cached_property
     def recommender(self):
-        from core.recommender.train import CrossEncoderRecommender
+        from core.recommender.retrieval import CrossEncoderRecommender
 
         data = self._load()
         return CrossEncoderRecommender(self.model, name=self.run_id).fit(
@@ -115,8 +115,9 @@ class ExplainService:
 
     @functools.cached_property
     def trained_items(self) -> frozenset[str]:
-        """`core.recommender.train.trained_items` of this run (without fitting the recommender)."""
-        from core.recommender.train import trained_items
+        """`core.recommender.retrieval.trained_items` of this run (without fitting the
+        recommender)."""
+        from core.recommender.retrieval import trained_items
 
         return frozenset(trained_items(self.model, self.interactions))
 
@@ -229,22 +230,6 @@ class ExplainService:
                                    promotion=promotion)
 
 
-def moment(row: dict[str, object]) -> tuple[pd.Timestamp | None, bool | None]:
-    """The (ts, promotion) a recommendation was made for: its `ts` column, else its
-    `created_at` (when `clearmark score` wrote it, about the scoring moment), else now;
-    the promotion when the row says, else unknown."""
-    ts = None
-    for column in ("ts", "created_at"):
-        value = row.get(column)
-        if value is not None and not pd.isna(value):
-            ts = pd.Timestamp(value)
-            break
-    promotion = row.get("promotion")
-    if promotion is not None and pd.isna(promotion):
-        promotion = None
-    return (ts if ts is not None else now()), (None if promotion is None else bool(promotion))
-
-
 def stored_recommendations(paths: Paths, run_id: str, users: list[str]) -> pd.DataFrame:
     """This run's stored recommendations of `users` (empty where there are none)."""
     from core.store.warehouse import WarehouseError, query
@@ -273,7 +258,7 @@ _SERVICES_LOCK = threading.Lock()
 def get_service(run_id: str | None = None, paths: Paths | None = None) -> ExplainService:
     """The process-wide service of a run (the page, the CLI and the export share it);
     at most two are kept loaded. A new warehouse snapshot gives a new service."""
-    from core.registry import store as registry
+    from core.recommender import registry
 
     paths = paths or Paths()
     resolved = run_id or registry.latest_run(paths) or UNTRAINED

@@ -20,6 +20,7 @@ import pandas as pd
 from core.config import Paths
 from core.store.queries import QUERIES
 from core.store.warehouse import query, write_transaction
+from explain.inputs import moment
 from explain.result import Explanation
 
 PRECOMPUTED_METHODS = ("shap-field",)  # the reasons in words; attention is one pass
@@ -64,8 +65,6 @@ def precompute(service, customers: list[str], paths: Paths, *,
     """Explain the stored recommendations of `customers` with `service` (an
     `ExplainService` of the scoring run) and replace the run's stored explanations with
     them; returns the rows written."""
-    from explain.service import moment
-
     rows = []
     for pseudonym in customers:
         recs = query("recommendations_for_customer", paths, run_id=service.run_id,

@@ -1,9 +1,9 @@
 """Compile shap's numba kernels before the first real explanation.
 
 shap's Exact, Permutation and Partition explainers JIT-compile numba functions on their
-first call in a process: 3-5 s on an idle 2-core machine (more under load), paid by
-whoever asks first. `warm_up()` runs each once on a stub model (no transformer work);
-the page starts it in a background thread, the benchmark reports it as cold start.
+first call in a process, paid by whoever asks first. `warm_up()` runs each once on a stub
+model (no transformer work); the server runs it before it serves (`dashboard.serve`), the
+benchmark reports it as cold start.
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ inference audit appends an empirical lower bound on epsilon with
 `record_membership_audit`; a run whose lower bound exceeds its claim is
 flagged and not releasable.
 
-`to_csv` (runs table, safe to open in a spreadsheet) and `to_json` (the
-whole report, with the ledger's head hash) are the exports.
+`to_csv` (runs table, safe to open in a spreadsheet: `privacy.csv_safe`) and
+`to_json` (the whole report, with the ledger's head hash) are the exports.
 
-Imports nothing from the rest of the project: paths come in as arguments.
+Builds on the other `privacy` modules only; nothing outside `privacy`. Paths come in
+as arguments.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import csv
 import io
 import json
 import math
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from privacy.accounting import (
     rdp_epsilon,
 )
 from privacy.budget import overview_of, read_budgets
+from privacy.csv_safe import safe_row
 from privacy.ledger import (
     LedgerError,
     LedgerRecord,
@@ -256,31 +257,12 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(_finite(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralize_cell(value: Any) -> Any:
-    """A CSV cell a spreadsheet will not run as a formula (OWASP CSV injection):
-    text starting with = + - @ tab or CR gets a leading single quote; plain
-    numbers (-0.5, 1e-05) stay numbers."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return _finite(value) if isinstance(value, float) else value
-    text = str(value)
-    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
-
-
 def to_csv(report: dict[str, Any]) -> str:
-    """The runs table, one row per run, columns RUN_COLUMNS."""
+    """The runs table, one row per run, columns RUN_COLUMNS; every cell through
+    `privacy.csv_safe.safe_cell` (run ids, datasets and notes are free text)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(RUN_COLUMNS)
     for row in report["runs"]:
-        writer.writerow([neutralize_cell(row.get(c)) for c in RUN_COLUMNS])
+        writer.writerow(safe_row(row.get(c) for c in RUN_COLUMNS))
     return out.getvalue()

@@ -9,10 +9,15 @@ What a dataset has spent is the composition, by the accountant (PRV, RDP
 fallback) at the budget's delta, of every run charged on it: started,
 completed AND failed (a failed run touched the data). The sum of the runs'
 epsilons (basic composition) is shown next to it as a loose upper bound.
-A run that is not private (epsilon infinite) is refused on a dataset with a
-budget.
+A run that is not private (`privacy.guarantee.is_private`) is refused on a
+dataset with a budget.
 
-Imports nothing from the rest of the project: paths come in as arguments.
+`charge` is the one way a run enters the ledger: it checks the budget and appends
+the "started" record under the ledger's lock (`complete` and `fail` in
+`privacy.ledger` record how it ended).
+
+Builds on `privacy.ledger`, `privacy.accounting` and `privacy.guarantee`, none of
+which imports this module; nothing outside `privacy`. Paths come in as arguments.
 """
 
 from __future__ import annotations
@@ -23,11 +28,16 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from privacy.accounting import compose_with_fallback, epsilon_with_fallback, sum_epsilon
+from privacy.guarantee import NO_UNIT, is_private
 from privacy.ledger import (
+    MECHANISM_DP_SGD,
+    MECHANISM_NONE,
+    NON_SPEND_KINDS,
     BudgetExceeded,
     LedgerError,
     LedgerRecord,
@@ -37,12 +47,15 @@ from privacy.ledger import (
     summarize,
 )
 
-__all__ = ["Budget", "BudgetExceeded", "BudgetFileError", "DatasetBudget", "Spend",
+__all__ = ["Budget", "BudgetExceeded", "BudgetFileError", "DatasetBudget", "Spend", "charge",
            "check_charge", "get_budget", "overview", "overview_of", "read_budgets", "remaining",
            "set_budget", "spend_of", "spent"]
 
 BUDGET_KIND = "budget"
 FILE_VERSION = 1
+PRIVACY_UNITS = ("customer", "example", NO_UNIT)  # what `charge` records a run as protecting
+ACCOUNTANTS = ("prv", "rdp", "pld")  # the accountants a charged run may name
+SAMPLER = "poisson"
 
 
 class BudgetFileError(LedgerError):
@@ -211,7 +224,7 @@ def check_charge(*, records: list[LedgerRecord], budgets_path: Path, run_id: str
                  dataset: str, mechanism: tuple[float, float, int],
                  to_follow: Sequence[tuple[float, float, int]] = ()) -> None:
     """Raise BudgetExceeded when charging `mechanism` (noise 0: not private)
-    would take `dataset` over its budget. Called by ledger.charge under the
+    would take `dataset` over its budget. Called by `charge` under the
     ledger's lock, before anything is appended. `to_follow`: mechanisms of the same
     run that will be charged right after this one (a run's item counts are charged
     before its training): the check composes them too, so a run that cannot fit as a
@@ -267,3 +280,95 @@ def overview_of(records: list[LedgerRecord], *, budgets: dict[str, Budget],
         left = budget.epsilon - spend.composed_epsilon if budget else None
         out.append(DatasetBudget(dataset=name, budget=budget, spend=spend, remaining=left))
     return out
+
+
+# --- charging a run ------------------------------------------------------------------
+
+
+def opacus_version() -> str:
+    try:
+        return metadata.version("opacus")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _validate_spend(*, run_id: str, dataset: str, privacy_unit: str, contribution_cap: int,
+                    noise_multiplier: float, sample_rate: float, steps: int,
+                    max_grad_norm: float, delta: float, epsilon: float,
+                    accountant: str) -> None:
+    if not run_id or not dataset:
+        raise ValueError("run_id and dataset must be non-empty")
+    if privacy_unit not in PRIVACY_UNITS:
+        raise ValueError(f"privacy_unit must be one of {PRIVACY_UNITS}, got {privacy_unit!r}")
+    if math.isnan(epsilon) or epsilon < 0:
+        raise ValueError(f"epsilon must be >= 0 (math.inf when not private), got {epsilon}")
+    if not (0 < delta < 1 or (delta == 0 and math.isinf(epsilon))):
+        raise ValueError(f"delta must be in (0, 1) (0 allowed when not private), got {delta}")
+    if not 0 <= sample_rate <= 1:
+        raise ValueError(f"sample_rate must be in [0, 1], got {sample_rate}")
+    if steps < 0 or noise_multiplier < 0:
+        raise ValueError(f"steps ({steps}) and noise_multiplier ({noise_multiplier}) "
+                         "must be >= 0")
+    if math.isfinite(epsilon):
+        if privacy_unit == NO_UNIT:
+            raise ValueError("privacy_unit 'none' is for runs that are not private "
+                             "(epsilon=math.inf); say 'customer' or 'example'")
+        if noise_multiplier <= 0 or max_grad_norm <= 0:
+            raise ValueError(f"a private run needs noise_multiplier > 0 and max_grad_norm > 0, "
+                             f"got {noise_multiplier} and {max_grad_norm}")
+        if contribution_cap < 1:
+            raise ValueError(f"contribution_cap must be >= 1, got {contribution_cap}")
+        if accountant not in ACCOUNTANTS:
+            raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
+
+
+def charge(*, ledger_path: Path, budgets_path: Path, run_id: str, dataset: str,
+           dataset_fingerprint: str, artefact_kind: str, privacy_unit: str,
+           contribution_cap: int, noise_multiplier: float, sample_rate: float, steps: int,
+           max_grad_norm: float, delta: float, epsilon: float, accountant: str,
+           secure_mode: bool, repo_dir: Path | None = None, note: str = "",
+           mechanism: str = MECHANISM_DP_SGD,
+           to_follow: Sequence[tuple[float, float, int]] = ()) -> LedgerRecord:
+    """Charge a run to its dataset's budget before it starts: append status "started".
+
+    `mechanism` names what adds the noise (DP-SGD, or MECHANISM_GAUSSIAN_COUNTS for a
+    one-off count release); either way (noise_multiplier, sample_rate, steps) is what
+    the accountant composes. `to_follow`: the mechanisms of the same run charged next
+    (see `check_charge`).
+
+    Refuses with BudgetExceeded, before anything is appended, when the dataset
+    has a budget and the run composed (PRV, RDP fallback) with every run
+    already charged on it would exceed the budget's epsilon at the budget's
+    delta, and always for a run that is not private (epsilon=math.inf). A run
+    that is not private is recorded with privacy_unit "none" and epsilon "inf".
+    """
+    if artefact_kind in NON_SPEND_KINDS:
+        raise ValueError(f"artefact_kind {artefact_kind!r} is reserved for ledger bookkeeping")
+    private = is_private(epsilon, privacy_unit)
+    if not private:
+        privacy_unit = NO_UNIT
+    _validate_spend(run_id=run_id, dataset=dataset, privacy_unit=privacy_unit,
+                    contribution_cap=contribution_cap, noise_multiplier=noise_multiplier,
+                    sample_rate=sample_rate, steps=steps, max_grad_norm=max_grad_norm,
+                    delta=delta, epsilon=epsilon, accountant=accountant)
+    version = code_version(repo_dir)
+
+    def build(records: list[LedgerRecord]) -> dict[str, Any]:
+        if any(r.run_id == run_id for r in records):
+            raise LedgerError(f"run {run_id} is already in the ledger; a status change goes "
+                              "through complete() or fail(), a new run needs a new run_id")
+        check_charge(records=records, budgets_path=Path(budgets_path), run_id=run_id,
+                     dataset=dataset, to_follow=to_follow,
+                     mechanism=(noise_multiplier if private else 0.0, sample_rate, steps))
+        return dict(
+            run_id=run_id, dataset=dataset, dataset_fingerprint=dataset_fingerprint,
+            artefact_kind=artefact_kind, privacy_unit=privacy_unit,
+            contribution_cap=int(contribution_cap),
+            mechanism=mechanism if private else MECHANISM_NONE,
+            noise_multiplier=float(noise_multiplier),
+            sample_rate=float(sample_rate), steps=int(steps),
+            max_grad_norm=float(max_grad_norm), delta=float(delta), epsilon=float(epsilon),
+            accountant=accountant, accountant_version=opacus_version(), sampler=SAMPLER,
+            secure_mode=bool(secure_mode), code_version=version, status="started", note=note)
+
+    return append_with(ledger_path=ledger_path, build=build)

@@ -1,7 +1,8 @@
 """The privacy budget ledger: an append-only, hash-chained JSON-lines file.
 
 Every training run that touches personal data (and every statistic learnt
-from it) is charged here before it starts. A record is never edited: a
+from it) is recorded here before it starts (`privacy.budget.charge` checks the
+budget and appends the "started" record). A record is never edited: a
 status change ("started" -> "completed" | "failed") is a new record for the
 same run_id, and so is a budget change (artefact_kind "budget") and a
 membership audit (artefact_kind "audit").
@@ -19,8 +20,9 @@ The ledger is a plain file, not a warehouse table, so appending never fights
 the app for DuckDB's single writer. Appenders take an exclusive `flock` on
 the file, re-verify the chain, append one line and fsync before unlocking.
 
-This module imports nothing from the rest of the project: paths come in as
-arguments.
+From the project this module imports only `privacy.guarantee` (what makes a
+run private); `privacy.budget` and `privacy.audit` build on it, never the other
+way round. Paths come in as arguments.
 """
 
 from __future__ import annotations
@@ -32,19 +34,18 @@ import json
 import math
 import os
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from privacy.guarantee import NO_UNIT, is_private
+
 GENESIS = "0" * 64
 STATUSES = ("started", "completed", "failed")
-PRIVACY_UNITS = ("customer", "example", "none")
 NON_SPEND_KINDS = ("budget", "audit")  # records that change nothing in the spend
-ACCOUNTANTS = ("prv", "rdp", "pld")
 MECHANISM_DP_SGD = "DP-SGD (Gaussian, Poisson sampling)"
 MECHANISM_NONE = "none (not private)"
 # One release of per-item customer counts with Gaussian noise: recorded with
@@ -54,7 +55,6 @@ MECHANISM_GAUSSIAN_COUNTS = "Gaussian mechanism (item counts, released once)"
 # A DP fit of a model's final weights: noisy gradient steps on one Poisson sample,
 # composed into one Gaussian mechanism (recorded with steps 1 at the sample's rate).
 MECHANISM_GAUSSIAN_FIT = "Gaussian mechanism (final-weight fit, Poisson sample)"
-SAMPLER = "poisson"
 INF = "inf"  # how an infinite epsilon is written in JSON
 
 
@@ -166,7 +166,7 @@ class RunSummary:
 
     @property
     def private(self) -> bool:
-        return math.isfinite(self.charged_epsilon)
+        return is_private(self.charged_epsilon, self.privacy_unit)
 
     @property
     def mechanism(self) -> tuple[float, float, int]:
@@ -399,13 +399,6 @@ def code_version(repo_dir: Path | None) -> str:
     return commit if out.returncode == 0 and commit else "unknown"
 
 
-def opacus_version() -> str:
-    try:
-        return metadata.version("opacus")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 Build = Callable[[list[LedgerRecord]], dict[str, Any]]
 
 
@@ -463,7 +456,7 @@ def summarize(records: list[LedgerRecord]) -> list[RunSummary]:
         e = last[run_id]
         out.append(RunSummary(
             run_id=run_id, dataset=s.dataset, dataset_fingerprint=s.dataset_fingerprint,
-            artefact_kind=s.artefact_kind, privacy_unit=s.privacy_unit or "none",
+            artefact_kind=s.artefact_kind, privacy_unit=s.privacy_unit or NO_UNIT,
             contribution_cap=s.contribution_cap or 0,
             noise_multiplier=s.noise_multiplier or 0.0, sample_rate=s.sample_rate or 0.0,
             steps=s.steps or 0, max_grad_norm=s.max_grad_norm or 0.0, delta=s.delta or 0.0,
@@ -479,92 +472,6 @@ def summarize(records: list[LedgerRecord]) -> list[RunSummary]:
 def runs(ledger_path: Path) -> list[RunSummary]:
     """Latest status per run, with the spend parameters it was charged with."""
     return summarize(read_records(ledger_path))
-
-
-def _validate_spend(*, run_id: str, dataset: str, privacy_unit: str, contribution_cap: int,
-                    noise_multiplier: float, sample_rate: float, steps: int,
-                    max_grad_norm: float, delta: float, epsilon: float,
-                    accountant: str) -> None:
-    if not run_id or not dataset:
-        raise ValueError("run_id and dataset must be non-empty")
-    if privacy_unit not in PRIVACY_UNITS:
-        raise ValueError(f"privacy_unit must be one of {PRIVACY_UNITS}, got {privacy_unit!r}")
-    if math.isnan(epsilon) or epsilon < 0:
-        raise ValueError(f"epsilon must be >= 0 (math.inf when not private), got {epsilon}")
-    if not (0 < delta < 1 or (delta == 0 and math.isinf(epsilon))):
-        raise ValueError(f"delta must be in (0, 1) (0 allowed when not private), got {delta}")
-    if not 0 <= sample_rate <= 1:
-        raise ValueError(f"sample_rate must be in [0, 1], got {sample_rate}")
-    if steps < 0 or noise_multiplier < 0:
-        raise ValueError(f"steps ({steps}) and noise_multiplier ({noise_multiplier}) "
-                         "must be >= 0")
-    if math.isfinite(epsilon):
-        if privacy_unit == "none":
-            raise ValueError("privacy_unit 'none' is for runs that are not private "
-                             "(epsilon=math.inf); say 'customer' or 'example'")
-        if noise_multiplier <= 0 or max_grad_norm <= 0:
-            raise ValueError(f"a private run needs noise_multiplier > 0 and max_grad_norm > 0, "
-                             f"got {noise_multiplier} and {max_grad_norm}")
-        if contribution_cap < 1:
-            raise ValueError(f"contribution_cap must be >= 1, got {contribution_cap}")
-        if accountant not in ACCOUNTANTS:
-            raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
-
-
-def charge(*, ledger_path: Path, budgets_path: Path, run_id: str, dataset: str,
-           dataset_fingerprint: str, artefact_kind: str, privacy_unit: str,
-           contribution_cap: int, noise_multiplier: float, sample_rate: float, steps: int,
-           max_grad_norm: float, delta: float, epsilon: float, accountant: str,
-           secure_mode: bool, repo_dir: Path | None = None, note: str = "",
-           mechanism: str = MECHANISM_DP_SGD,
-           to_follow: Sequence[tuple[float, float, int]] = ()) -> LedgerRecord:
-    """Charge a run to its dataset's budget before it starts: append status "started".
-
-    `mechanism` names what adds the noise (DP-SGD, or MECHANISM_GAUSSIAN_COUNTS for a
-    one-off count release); either way (noise_multiplier, sample_rate, steps) is what
-    the accountant composes. `to_follow`: the mechanisms of the same run charged next
-    (see `privacy.budget.check_charge`).
-
-    Refuses with BudgetExceeded, before anything is appended, when the dataset
-    has a budget and the run composed (PRV, RDP fallback) with every run
-    already charged on it would exceed the budget's epsilon at the budget's
-    delta, and always for a run that is not private (epsilon=math.inf). A run
-    that is not private is recorded with privacy_unit "none" and epsilon "inf".
-    """
-    # budget builds on this module (set_budget appends here), hence the late import
-    from privacy import budget as budget_mod
-
-    if artefact_kind in NON_SPEND_KINDS:
-        raise ValueError(f"artefact_kind {artefact_kind!r} is reserved for ledger bookkeeping")
-    private = math.isfinite(epsilon)
-    if not private:
-        privacy_unit = "none"
-    _validate_spend(run_id=run_id, dataset=dataset, privacy_unit=privacy_unit,
-                    contribution_cap=contribution_cap, noise_multiplier=noise_multiplier,
-                    sample_rate=sample_rate, steps=steps, max_grad_norm=max_grad_norm,
-                    delta=delta, epsilon=epsilon, accountant=accountant)
-    version = code_version(repo_dir)
-
-    def build(records: list[LedgerRecord]) -> dict[str, Any]:
-        if any(r.run_id == run_id for r in records):
-            raise LedgerError(f"run {run_id} is already in the ledger; a status change goes "
-                              "through complete() or fail(), a new run needs a new run_id")
-        budget_mod.check_charge(records=records, budgets_path=Path(budgets_path),
-                                run_id=run_id, dataset=dataset,
-                                mechanism=(noise_multiplier if private else 0.0,
-                                           sample_rate, steps), to_follow=to_follow)
-        return dict(
-            run_id=run_id, dataset=dataset, dataset_fingerprint=dataset_fingerprint,
-            artefact_kind=artefact_kind, privacy_unit=privacy_unit,
-            contribution_cap=int(contribution_cap),
-            mechanism=mechanism if private else MECHANISM_NONE,
-            noise_multiplier=float(noise_multiplier),
-            sample_rate=float(sample_rate), steps=int(steps),
-            max_grad_norm=float(max_grad_norm), delta=float(delta), epsilon=float(epsilon),
-            accountant=accountant, accountant_version=opacus_version(), sampler=SAMPLER,
-            secure_mode=bool(secure_mode), code_version=version, status="started", note=note)
-
-    return append_with(ledger_path=ledger_path, build=build)
 
 
 def _transition(*, ledger_path: Path, run_id: str, status: str, epsilon: float | None,

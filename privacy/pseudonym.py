@@ -62,11 +62,12 @@ def _check_outside(path: Path, forbidden: Iterable[Path]) -> None:
             )
 
 
-def load_key(*, forbidden_dirs: Iterable[Path] = ()) -> bytes:
-    """The steward's key: `CLEARMARK_KEY`, else `CLEARMARK_KEY_FILE`, else the default file."""
-    if os.environ.get(KEY_ENV):
+def load_key(*, forbidden_dirs: Iterable[Path] = (), path: Path | None = None) -> bytes:
+    """The key in `path` when given; else the steward's key: `CLEARMARK_KEY`, else
+    `CLEARMARK_KEY_FILE`, else the default file."""
+    if path is None and os.environ.get(KEY_ENV):
         return _parse_key(os.environ[KEY_ENV], f"${KEY_ENV}")
-    path = Path(os.environ.get(KEY_FILE_ENV, DEFAULT_KEY_FILE))
+    path = Path(path or os.environ.get(KEY_FILE_ENV, DEFAULT_KEY_FILE))
     if not path.exists():
         raise PseudonymKeyError(
             f"No pseudonymization key: {path} does not exist. "

@@ -44,8 +44,10 @@ def warehouse_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
 SMALL_RUN_ID = "run_20250701T120000_fixture"
 SMALL_MONTHS = [datetime(2025, m, 1) for m in range(1, 7)]
 # Distinct customers per (event type, month): below the floor of 10 for
-# purchases in the first three months and for reviews in every month, so
-# 3 + 6 = 9 of the 30 cells are hidden.
+# purchases in the first three months and for reviews in every month (3 + 6
+# cells). April to June then hide only their review cell in the month, so
+# complementary suppression hides the month's next smallest cell too (add to
+# cart, 12): 9 + 3 = 12 of the 30 cells are hidden.
 SMALL_CUSTOMERS_PER_CELL = {
     "view": [40] * 6,
     "click": [25] * 6,
@@ -53,7 +55,8 @@ SMALL_CUSTOMERS_PER_CELL = {
     "purchase": [6, 6, 6, 15, 15, 15],
     "review": [5] * 6,
 }
-# Distinct reviewers per star: 2 and 1 star fall under the floor (2 of 5 hidden).
+# Distinct reviewers per star: 2 and 1 star fall under the floor (2 of 5 hidden;
+# together 10 reviewers, so no third star is hidden with them).
 SMALL_REVIEWERS_PER_STAR = {5: 20, 4: 15, 3: 10, 2: 6, 1: 4}
 SMALL_REJECTIONS = {"missing customer_id": 4, "timestamp in the future": 3, "unknown event_type": 2}
 

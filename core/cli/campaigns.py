@@ -6,8 +6,8 @@ steward only).
 
 This module is where the campaign code meets the explanation package: `core.campaigns`
 never imports `explain` (core sits below explain); the commands here pass in the
-field-SHAP reasons (`explain.field_shap`, `explain.reasons`) and the CSV cell
-neutralizer (`explain.csv_safe`), imported lazily inside the commands.
+field-SHAP reasons (`explain.field_shap`, `explain.reasons`), imported lazily inside
+the commands, and the CSV cell neutralizer (`privacy.csv_safe`).
 
 `activate` is the one place where pseudonyms are mapped back to customer ids: it needs
 the steward's key (`privacy.pseudonym.load_key`) and a raw customers file, writes a file
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from core.config import PROJECT_ROOT, Paths
+from privacy.csv_safe import safe_cell
 
 
 def _fail(exc: Exception | str) -> NoReturn:
@@ -41,7 +42,7 @@ def _guard(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Nam
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> None:
         from core.campaigns import CampaignError
-        from core.recommender.train import TrainingRefused
+        from core.dp.plan import TrainingRefused
         from core.registry.store import RegistryError
 
         try:
@@ -50,15 +51,6 @@ def _guard(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Nam
             _fail(exc)
 
     return run
-
-
-# --- adapters to the explanation package (the composition root) --------------------------
-
-
-def safe_cell():
-    from explain.csv_safe import safe_cell as cell
-
-    return cell
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -172,7 +164,7 @@ def cmd_backtest(args: argparse.Namespace) -> None:
 
     from core import campaigns as C
     from core.dp.plan import with_overrides
-    from core.recommender.train import TrainConfig
+    from core.recommender.config import TrainConfig
 
     paths = Paths()
     campaign = C.load_campaign(paths, args.campaign_id)
@@ -207,7 +199,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from core import campaigns as C
 
     out = Path(args.out)
-    rows = C.write_export(Paths(), args.campaign_id, out, cell=safe_cell())
+    rows = C.write_export(Paths(), args.campaign_id, out, cell=safe_cell)
     print(f"Wrote {rows:,} audience members (pseudonyms, scores, probabilities, deciles, "
           f"reasons; holdout excluded) to {out}. The export is logged.")
 
@@ -221,7 +213,7 @@ def cmd_activate(args: argparse.Namespace) -> None:
     key = load_key(forbidden_dirs=(paths.data_dir, PROJECT_ROOT))
     columns = [c.strip() for c in (args.columns or "").split(",") if c.strip()]
     counts = C.activate(Path(args.export), Path(args.customers), Path(args.out), key=key,
-                        paths=paths, cell=safe_cell(), id_column=args.id_column,
+                        paths=paths, cell=safe_cell, id_column=args.id_column,
                         columns=columns)
     print(f"Matched {counts['rows_matched']:,} of {counts['rows_in']:,} exported pseudonyms "
           f"to customer ids; wrote {args.out} (personal data: keep it out of the warehouse "

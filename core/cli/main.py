@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
-from core.config import PROJECT_ROOT, Paths, PrivacyConfig
+from core.config import PROJECT_ROOT, Paths, PrivacyConfig, use_cpu_threads
 
 DEFAULT_PORT = 8501
 # Modules that add their own subcommands with `register(subparsers)`.
@@ -88,7 +88,8 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     from privacy.pseudonym import load_key
 
     paths = Paths()
-    key = load_key(forbidden_dirs=(paths.data_dir, PROJECT_ROOT))
+    key = load_key(forbidden_dirs=(paths.data_dir, PROJECT_ROOT),
+                   path=Path(args.key_file) if args.key_file else None)
     results = ingest([Path(p) for p in args.paths], key=key, paths=paths,
                      privacy=PrivacyConfig(k_anonymity=args.k),
                      mapping=Path(args.mapping) if args.mapping else None,
@@ -97,9 +98,9 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     print(f"Warehouse: {paths.warehouse}")
 
 
-def _demo_key() -> None:
-    """Use the steward's key when one is configured; otherwise a demo key,
-    created once outside the warehouse and the repository."""
+def _demo_key() -> Path | None:
+    """None when the steward's key is configured (it is used); otherwise the demo key
+    file, created once outside the warehouse and the repository."""
     from privacy.pseudonym import (
         DEFAULT_KEY_FILE,
         DEMO_KEY_FILE,
@@ -109,14 +110,14 @@ def _demo_key() -> None:
     )
 
     if os.environ.get(KEY_ENV) or os.environ.get(KEY_FILE_ENV) or DEFAULT_KEY_FILE.exists():
-        return
+        return None
     if not DEMO_KEY_FILE.exists():
         create_key_file(DEMO_KEY_FILE)
         print(f"Created a demo pseudonymization key at {DEMO_KEY_FILE} (outside the warehouse "
               "and the repository). For your own data create a real one: clearmark key create")
     else:
         print(f"Using the demo pseudonymization key at {DEMO_KEY_FILE}.")
-    os.environ[KEY_FILE_ENV] = str(DEMO_KEY_FILE)
+    return DEMO_KEY_FILE
 
 
 def run_pipeline(*, log: Path) -> subprocess.Popen:
@@ -143,7 +144,7 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    _demo_key()
+    key_file = _demo_key()
     paths = Paths()
     out = paths.raw_demo_dir
     if not (out / "events.csv").exists() or args.regenerate:
@@ -151,7 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
                                         review_rate=DEMO_REVIEW_RATE, months=DEMO_MONTHS,
                                         out=str(out), quiet=False))
     cmd_ingest(argparse.Namespace(paths=[str(out)], mapping=None, format=None, quiet=False,
-                                  k=PrivacyConfig().k_anonymity))
+                                  k=PrivacyConfig().k_anonymity, key_file=key_file))
     if args.no_app:
         if not args.skip_models:
             cmd_pipeline(args)
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="file format, if the name does not say")
     ing.add_argument("--k", type=int, default=PrivacyConfig().k_anonymity,
                      help="k-anonymity target for customer attributes (default 5)")
+    ing.add_argument("--key-file", help="pseudonymization key file (default: CLEARMARK_KEY, "
+                     "CLEARMARK_KEY_FILE, else ~/.config/clearmark/pseudonym.key)")
     ing.add_argument("--quiet", action="store_true", help="no progress bars")
 
     demo = add("demo", cmd_demo,
@@ -272,6 +275,7 @@ def run_command(argv: Sequence[str]) -> str | None:
     """Run one subcommand in this process; returns the message of a problem it can
     explain (also printed), or None on success. Other exceptions propagate."""
     args = build_parser().parse_args(list(argv))
+    use_cpu_threads()
     try:
         args.func(args)
     except _user_errors() as exc:

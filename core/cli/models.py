@@ -25,8 +25,8 @@ def _fail(exc: Exception | str) -> NoReturn:
     raise UsageError(exc)
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from core.recommender.train import TrainingRefused
+def user_errors() -> tuple[type[Exception], ...]:
+    from core.dp.plan import TrainingRefused
     from core.registry.store import RegistryError
     from privacy.ledger import LedgerError  # BudgetExceeded is one
 
@@ -47,8 +47,9 @@ def _pool_arg(text: str) -> int | str:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from core.dp.plan import with_overrides
-    from core.recommender.model import ModelConfig
-    from core.recommender.train import TrainConfig, train
+    from core.recommender.config import TrainConfig
+    from core.recommender.model_config import ModelConfig
+    from core.recommender.train import train
 
     if args.non_private and args.epsilon is not None:
         _fail("--non-private and --epsilon contradict each other: drop one.")
@@ -72,13 +73,13 @@ def cmd_train(args: argparse.Namespace) -> None:
             popularity_share=args.popularity_share)
         run_id = train(Paths(), config, model_config=model_config,
                        split_name=SPLIT_NAMES[args.split], progress=not args.quiet)
-    except _user_errors() as exc:
+    except user_errors() as exc:
         _fail(exc)
-    _print_run(run_id)
+    print_run(run_id)
 
 
-def _print_run(run_id: str) -> None:
-    from core.registry.store import load
+def print_run(run_id: str) -> None:
+    from core.recommender.registry import load
 
     loaded = load(run_id, Paths())
     p = loaded.privacy
@@ -109,15 +110,10 @@ def _print_run(run_id: str) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from core.recommender.evaluate import evaluate
-    from core.recommender.train import (
-        CrossEncoderRecommender,
-        evaluate_baselines,
-        load_training_data,
-        make_split,
-        sample_test_users,
-    )
-    from core.registry.store import load, write_metrics
+    from core.recommender.data import load_training_data, make_split
+    from core.recommender.evaluate import evaluate, evaluate_baselines, sample_test_users
+    from core.recommender.registry import load, write_metrics
+    from core.recommender.retrieval import CrossEncoderRecommender
 
     paths = Paths()
     try:
@@ -133,7 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         model = evaluate(CrossEncoderRecommender(loaded.model, name=args.run_id)
                          .fit(split.train, catalogue), split, k=args.k)
         baselines = evaluate_baselines(split, catalogue, k=args.k)
-    except _user_errors() as exc:
+    except user_errors() as exc:
         _fail(exc)
     k = args.k
     print(f"{split.name}, {model['users']} test customers, full catalogue, k={k}")
@@ -157,7 +153,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         else:
             result = score(Paths(), args.run_id, k=args.k, exclude_seen=not args.include_seen,
                            progress=not args.quiet)
-    except _user_errors() as exc:
+    except user_errors() as exc:
         _fail(exc)
     print(f"Scored {result.customers:,} customers with {result.run_id}: {result.rows:,} "
           f"recommendations (top {args.k}) in {result.seconds:.1f}s "
@@ -165,7 +161,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from core.registry.store import list_runs
+    from core.recommender.registry import list_runs
 
     runs = list_runs(Paths())
     if runs.empty:
@@ -180,7 +176,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `train`, `evaluate`, `score` and `models` to clearmark's subcommands."""
-    from core.recommender.train import GRAD_SAMPLE_MODES, TrainConfig
+    from core.recommender.config import GRAD_SAMPLE_MODES, TrainConfig
 
     help_ = ("Train the cross-encoder ranking model with user-level differential privacy "
              "(Opacus DP-SGD); the run is charged to the privacy ledger before it starts.")

@@ -143,7 +143,7 @@ def plan(paths: Paths, sizes: dict[str, int] | None = None) -> list[Step]:
 
 def _audit_skip_reason(paths: Paths) -> str | None:
     """Why the membership audit cannot run on the latest recommender, or None."""
-    from core.registry.store import latest_run, load
+    from core.recommender.registry import latest_run, load
 
     run_id = latest_run(paths)
     if run_id is None:

@@ -132,9 +132,10 @@ def cmd_audit_report(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_membership(args: argparse.Namespace) -> None:
+    from core.dp.plan import TrainingRefused
     from core.recommender.membership_audit import audit_membership
-    from core.recommender.train import TrainingRefused
-    from core.registry.store import RegistryError, latest_run
+    from core.recommender.registry import latest_run
+    from core.registry.store import RegistryError
     from privacy.ledger import LedgerError
 
     paths = Paths()

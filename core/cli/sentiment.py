@@ -46,8 +46,11 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from core.sentiment.model import RegistryError, SentimentModelConfig
-    from core.sentiment.train import SentimentTrainConfig, TrainingRefused, train
+    from core.dp.plan import TrainingRefused
+    from core.registry.store import RegistryError
+    from core.sentiment.config import SentimentTrainConfig
+    from core.sentiment.model import SentimentModelConfig
+    from core.sentiment.train import train
     from core.store.warehouse import WarehouseMissing
     from privacy.ledger import BudgetExceeded, LedgerError
 
@@ -75,9 +78,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         _fail(f"refused by the privacy budget: {exc} (see `clearmark budget show`)")
     except (TrainingRefused, LedgerError, RegistryError, WarehouseMissing) as exc:
         _fail(exc)
-    from core.sentiment import model as sentiment_model
+    from core.sentiment import registry
 
-    loaded = sentiment_model.load(run_id, paths)
+    loaded = registry.load(run_id, paths)
     privacy = loaded.privacy
     eps = privacy.get("epsilon")
     print(f"Trained sentiment model {run_id} -> {loaded.path}")
@@ -98,8 +101,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from core.sentiment.model import RegistryError
-    from core.sentiment.train import ScoreConfig, score
+    from core.registry.store import RegistryError
+    from core.sentiment.score import ScoreConfig, score
     from core.store.warehouse import WarehouseMissing
 
     try:
@@ -115,8 +118,9 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from core.sentiment.model import RegistryError
-    from core.sentiment.train import TrainingRefused, evaluate_run
+    from core.dp.plan import TrainingRefused
+    from core.registry.store import RegistryError
+    from core.sentiment.evaluate import evaluate_run
     from core.store.warehouse import WarehouseMissing
 
     try:

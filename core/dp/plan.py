@@ -96,6 +96,16 @@ def plan_privacy(config: Any, people: int, *, too_few: str,
                        tuple(alongside))
 
 
+def check_budget(config: Any) -> None:
+    """A trainer config's (epsilon, delta): raises ValueError unless a DP run has a finite
+    positive epsilon (or says `non_private=True`) and delta, when set, lies in (0, 1)."""
+    if not config.non_private and not (config.epsilon > 0 and math.isfinite(config.epsilon)):
+        raise ValueError(f"epsilon={config.epsilon}: give a finite positive budget, or "
+                         "train without privacy explicitly with non_private=True.")
+    if config.delta is not None and not 0.0 < config.delta < 1.0:
+        raise ValueError(f"delta={config.delta}: must lie in (0, 1).")
+
+
 def check_secure_mode(config: Any) -> None:
     """Refuse `secure_mode` where its noise generator is missing (before any charge)."""
     if config.secure_mode:

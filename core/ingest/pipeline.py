@@ -128,7 +128,7 @@ class _Door:
     known_names: dict[str, str] = field(default_factory=dict)
 
 def _regions(spec: SourceSpec) -> dict[str, str]:
-    from core.synthetic.generator import CITY_REGIONS
+    from core.synthetic.vocabulary import CITY_REGIONS
 
     return {**{k.lower(): v for k, v in CITY_REGIONS.items()}, **spec.regions}
 

@@ -22,11 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from core.config import Paths
-from core.recommender.model import TORCH_THREADS
 from core.recommender.protocol import recommend
 from core.store.interactions import ITEM, PROMOTION, TS, USER
 from core.store.queries import QUERIES
@@ -100,8 +98,9 @@ def score_customers(paths: Paths | None = None, run_id: str | None = None, *,
     customer, or with `shard=(index, count)` for the customers whose `shard_of` is
     `index` (taken after `max_customers`, so the shards partition exactly what an
     unsharded run scores). Reads the snapshot only: nothing is written."""
-    from core.recommender.train import CrossEncoderRecommender, load_training_data
-    from core.registry import store as registry
+    from core.recommender import registry
+    from core.recommender.data import load_training_data
+    from core.recommender.retrieval import CrossEncoderRecommender
 
     paths = paths or Paths()
     if k < 1:
@@ -112,7 +111,6 @@ def score_customers(paths: Paths | None = None, run_id: str | None = None, *,
     if run_id is None:
         raise registry.RegistryError(f"no trained model in {paths.models_dir}: train one with "
                                      "`clearmark train` first.")
-    torch.set_num_threads(TORCH_THREADS)
     loaded = registry.load(run_id, paths)
     history, catalogue = load_training_data(paths)
     recommender = CrossEncoderRecommender(loaded.model, name=run_id).fit(history, catalogue)

@@ -72,7 +72,7 @@ def new_shard_dir(paths: Paths, run_id: str) -> Path:
 
 def resolve_run(paths: Paths, run_id: str | None) -> str:
     """`run_id`, or the latest complete run; fails before any worker starts."""
-    from core.registry import store as registry
+    from core.recommender import registry
 
     run_id = run_id or registry.latest_run(paths)
     if run_id is None:

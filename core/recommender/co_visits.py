@@ -12,10 +12,10 @@ number only (`core.recommender.fields.co_visit_feature`; the encoder never reads
 masking the field removes it and field SHAP attributes it like any other field.
 
 Privacy: the counts are exact statistics of the training customers, so only a
-non-private run (epsilon recorded as inf) may carry them (`core.recommender.train` switches the
-feature off for DP runs). A DP release of pair counts does not pay here: each customer
-adds up to cap*(cap-1)/2 pairs, so the noise per pair is several times the typical
-count (a few customers per pair).
+non-private run (epsilon recorded as inf) may carry them
+(`core.recommender.planning.model_config_for` switches the feature off for DP runs). A DP
+release of pair counts does not pay here: each customer adds up to cap*(cap-1)/2 pairs,
+so the noise per pair is several times the typical count (a few customers per pair).
 
 Training examples leave the customer's own visits out (`score(..., own=...)`): at test
 time a target's co-visits never include the test interaction itself, so a feature that

@@ -1,4 +1,4 @@
-"""The evaluation harness: full-catalogue ranking metrics on a split, and cold start.
+"""The evaluation harness: full-catalogue ranking metrics on a split, by segment.
 
 Every target is ranked against the FULL catalogue (`model.items_`), never against
 sampled negatives: sampled metrics can reorder models (Krichene and Rendle, 2020).
@@ -9,26 +9,21 @@ model is fitted by the caller (on `split.train`).
 "Before" comes in two kinds (`history=`):
 
 - "sequence" (default): every known interaction not later than the target, i.e. the
-  interactions that precede it in the user's order. Amazon stamps reviews by the day
-  and 64% of Gift Cards test targets share their day with the valid target; the order
-  within a day is by item id, so the target is one arbitrary item of that day and its
-  same-day siblings are history. This is the usual leave-last-out protocol and the
-  one that reproduces the reference numbers (bench/recommender_baselines.py).
-- "strict": only interactions stamped strictly earlier (what `core.recommender.splits.histories`
-  gives for training examples). Nothing of the same day is known: on Gift Cards
-  item-kNN and the content model lose about half their hit rate (0.347 -> 0.186,
-  0.231 -> 0.114), popularity little (0.122 -> 0.105).
+  interactions that precede it in the user's order. Where events are stamped by the
+  day, the order within a day is by item id, so the target is one arbitrary item of
+  that day and its same-day siblings are history: the usual leave-last-out protocol,
+  the one that reproduces the reference numbers (bench/recommender_baselines.py).
+- "strict": only interactions stamped strictly earlier (what
+  `core.recommender.splits.histories` gives for training examples). Nothing of the same
+  day is known.
 
 On a time split both kinds give the same histories (known interactions all lie
 before the cutoff).
 
-Already-seen items: `exclude_seen=True` by default. On Amazon Gift Cards a user
-reviews an item once (4 repeated user-item pairs in 2,969 reviews; `repeat_share` of
-the leave-last-out test targets is 0.0), so a seen item is never the answer and
-leaving it in only spends top-10 slots on certain misses (item-kNN 0.347 -> 0.286);
-the reference numbers are reproduced with exclusion (bench/recommender_baselines.py).
-Where customers re-buy (generated data: 30% of leave-last-out test targets repeat a
-history item), measure `repeat_share` and evaluate with `exclude_seen=False`.
+Already-seen items: `exclude_seen=True` by default, for data where a user interacts with
+an item once (a seen item is then never the answer; leaving it in only spends top-k
+places on certain misses). Where customers re-buy, measure `repeat_share` and evaluate
+with `exclude_seen=False`.
 """
 
 from __future__ import annotations
@@ -180,3 +175,65 @@ def cold_start_report(model: Recommender, split: Split, catalogue: pd.DataFrame,
              f"recall@{k}": result[f"hr@{k}"], f"ndcg@{k}": result[f"ndcg@{k}"],
              "mrr": result["mrr"]}
     return {"cold_users": users, "cold_items": items}
+
+
+def sample_test_users(split: Split, users: int | None, *, seed: int = 0) -> Split:
+    """`split` with a seeded sample of `users` test targets (all with None)."""
+    if users is None or users >= len(split.test):
+        return split
+    test = split.test.sample(n=users, random_state=seed).reset_index(drop=True)
+    return Split(train=split.train, valid=split.valid, test=test,
+                 name=f"{split.name}+sample({users} test users, seed {seed})")
+
+
+def evaluate_baselines(split: Split, catalogue: pd.DataFrame, *, k: int = 10,
+                       held: frozenset[str] = frozenset()) -> dict[str, dict[str, object]]:
+    """Popularity, item-kNN and zero-shot content on the same split (full catalogue);
+    with `held` items, each also carries its "segments" (`evaluate_segments`)."""
+    from core.recommender.baselines import ItemKNN, Popularity, ZeroShotContent
+
+    out = {}
+    for model in (Popularity(), ItemKNN(), ZeroShotContent()):
+        segments = evaluate_segments(model.fit(split.train, catalogue), split, held, k=k)
+        out[model.name] = {**segments.pop("all"), "segments": segments}
+    return out
+
+
+def evaluate_segments(model, split: Split, held: frozenset[str] = frozenset(), *,
+                      k: int = 10, max_history: int = 2) -> dict[str, dict[str, object]]:
+    """Full-catalogue metrics on the test targets: "all"; with `held` items, "warm_items"
+    (targets the training data contains) and "cold_items" (targets never seen in
+    training: hr@k is their recall@k); "cold_users" (at most `max_history` earlier
+    interactions) where there are such customers. Segments with no target are left out."""
+    out = {"all": evaluate(model, split, k=k, on="test")}
+    test = split.test
+    masks = {}
+    if held:
+        cold = test[ITEM].astype(str).isin(held).to_numpy()
+        masks["warm_items"], masks["cold_items"] = ~cold, cold
+    earlier = (pd.concat([split.train, split.valid]).groupby(USER).size()
+               .reindex(test[USER], fill_value=0).to_numpy())
+    masks["cold_users"] = earlier <= max_history
+    for name, mask in masks.items():
+        if mask.any():
+            sub = Split(train=split.train, valid=split.valid,
+                        test=test[mask].reset_index(drop=True), name=f"{split.name}+{name}")
+            out[name] = evaluate(model, sub, k=k, on="test")
+    return out
+
+
+def validation_metrics(model, split: Split, catalogue: pd.DataFrame, *,
+                       users: int, seed: int) -> dict[str, float]:
+    """HR@10 and NDCG@10 of a CrossEncoder `model` (through `core.recommender.retrieval`) on
+    a seeded sample of `users` validation targets, full catalogue: the training progress
+    bar's signal, and what `TrainConfig.keep_best` selects on. NaN with no target."""
+    from core.recommender.retrieval import CrossEncoderRecommender
+
+    if users <= 0 or split.valid.empty:
+        return {"hr@10": float("nan"), "ndcg@10": float("nan")}
+    sample = split.valid.sample(n=min(users, len(split.valid)), random_state=seed)
+    sub = Split(train=split.train, valid=sample.reset_index(drop=True), test=split.test,
+                name=split.name)
+    result = evaluate(CrossEncoderRecommender(model).fit(split.train, catalogue), sub, k=10,
+                      on="valid")
+    return {"hr@10": float(result["hr@10"]), "ndcg@10": float(result["ndcg@10"])}

@@ -21,8 +21,8 @@ item text (what the content retrieval puts before the model at inference, so the
 learns to re-rank what it will be shown); they depend on the customer's own history and
 the catalogue only, so they are safe under DP. `negative_weighting="popularity"` draws the rest
 by training popularity: better negatives, but then one customer's examples depend on the
-other customers' data, which the DP-SGD analysis does not cover; `core.recommender.train` allows it
-for non-private runs only.
+other customers' data, which the DP-SGD analysis does not cover;
+`core.recommender.config.TrainConfig` allows it for non-private runs only.
 """
 
 from __future__ import annotations

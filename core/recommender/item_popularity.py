@@ -14,7 +14,7 @@ customer is the unit of both). Everything after the release is post-processing:
   which `core.recommender.fields.item_fields` shows the model as the field "item_popularity"
   ("popularity: 73 of 100") and `core.recommender.model` turns into one scalar feature;
 - the popularity order of the candidate retrieval
-  (`core.recommender.train.CrossEncoderRecommender`).
+  (`core.recommender.retrieval.CrossEncoderRecommender`).
 
 Items outside the release (held out of training, or new in the catalogue) have no
 percentile: the field is absent and the feature is neutral (0), so a new item is

@@ -26,11 +26,13 @@ import torch
 from tqdm.auto import tqdm
 
 from core.config import Paths
+from core.dp.plan import TrainingRefused
+from core.recommender import registry
 from core.recommender.co_visits import own_items
-from core.recommender.examples import group_text_pairs, item_records
+from core.recommender.config import TrainConfig
+from core.recommender.data import training_data
+from core.recommender.examples import group_text_pairs, item_records, listwise_loss
 from core.recommender.model import CrossEncoder
-from core.recommender.train import TrainConfig, TrainingRefused, listwise_loss, training_data
-from core.registry import store as registry
 from privacy.audit import record_membership_audit
 from privacy.membership import DEFAULT_CONFIDENCE, AuditBound, one_run_bound
 

@@ -14,8 +14,8 @@ customers, are refitted by `fit_on_validation_private`, which is charged to the 
   co-visits from 0 to the weight it merits.
 - `fit_on_validation` (end of training): the weights of the FINAL logit,
   head_scale * head + w . mix inputs, that best rank the validation targets among the
-  candidates the retrieval gives (`core.recommender.train.CrossEncoderRecommender`). Training
-  groups hold uniform and same-category negatives; the model is used to re-rank a
+  candidates the retrieval gives (`core.recommender.retrieval.CrossEncoderRecommender`).
+  Training groups hold uniform and same-category negatives; the model is used to re-rank a
   candidate set of content neighbours, popular and co-visited items, where the balance
   between the head, the prior and the co-visits differs. The validation targets (each
   customer's second-to-last interaction) are never test targets, so the test
@@ -30,8 +30,8 @@ customers, are refitted by `fit_on_validation_private`, which is charged to the 
   Gaussian steps on one sample compose to ONE Gaussian mechanism of noise multiplier
   noise_multiplier / sqrt(T) (Gaussian DP composes exactly), and that mechanism runs
   on a Poisson sample: the accountant charges it as (noise_multiplier / sqrt(T), q, 1),
-  composed with the run's DP-SGD (`core.recommender.train.plan_run`). Nothing unnoised leaves it:
-  no count of the sampled customers, no validation NDCG, no "keep if better".
+  composed with the run's DP-SGD (`core.recommender.planning.plan_run`). Nothing
+  unnoised leaves it: no count of the sampled customers, no validation NDCG, no "keep if better".
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.recommender.model import mix_input_names
+from core.recommender.model_config import mix_input_names
 from core.recommender.splits import Split, histories_frame
 from core.store.interactions import ITEM, PROMOTION, TS, USER
 

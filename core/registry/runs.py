@@ -1,11 +1,11 @@
 """Training runs of the registry as plain data, for the Models page and reports.
 
-`core.registry.store` decides which run folders are complete (`registry.list_runs`);
-this module reads the JSON files of those folders (never the weights) and turns
-them into data frames and dicts: the run table, one run's metrics next to the
+`core.registry.store` decides which run folders are complete (`RunKind.run_ids`);
+this module reads the JSON files of the recommender's folders (never the weights) and
+turns them into data frames and dicts: the run table, one run's metrics next to the
 baselines', its training curve, its privacy record, fingerprint and code version.
 
-Files read in `data/models/<run_id>/` (written by `registry.save`):
+Files read in `data/models/<run_id>/` (written by `core.recommender.registry.save`):
 
     config.json       created_at, train_config (epochs, ...), code_version, split, tokenizer
     privacy.json      private, epsilon (spent), target_epsilon, delta, noise_multiplier,
@@ -32,15 +32,9 @@ from pathlib import Path
 import pandas as pd
 
 from core.config import Paths
-
-CONFIG, PRIVACY, METRICS, FINGERPRINT, CURVE = (
-    "config.json",
-    "privacy.json",
-    "metrics.json",
-    "fingerprint.json",
-    "curve.json",
-)
-RUN_FILES = (CONFIG, PRIVACY, METRICS, FINGERPRINT, CURVE)
+from core.registry.store import CONFIG, CURVE, FINGERPRINT, METRICS, PRIVACY, RECOMMENDER
+from core.registry.store import FILES as RUN_FILES
+from privacy.guarantee import record_is_private
 
 USER_LEVEL = "customer"  # the privacy unit that makes a guarantee user-level
 NON_PRIVATE_LABEL = "non-private (ε = ∞)"
@@ -101,12 +95,8 @@ def _number(value: object) -> float | None:
 
 
 def is_private(privacy: Mapping[str, object]) -> bool:
-    """Whether the record claims a DP guarantee: a finite epsilon and a privacy unit."""
-    epsilon = _number(privacy.get("epsilon"))
-    unit = privacy.get("privacy_unit")
-    if privacy.get("private") is False or unit in (None, "none"):
-        return False
-    return epsilon is not None and math.isfinite(epsilon)
+    """Whether the record claims a DP guarantee (`privacy.guarantee.record_is_private`)."""
+    return record_is_private(privacy)
 
 
 def privacy_label(privacy: Mapping[str, object]) -> str:
@@ -129,7 +119,7 @@ def epsilon_label(privacy: Mapping[str, object]) -> str:
 
 def read_run(paths: Paths, run_id: str) -> RunRecord:
     """The JSON records of run `run_id` (missing files read as empty)."""
-    path = paths.models_dir / run_id
+    path = RECOMMENDER.root(paths) / run_id
     values = {name: _read_json(path / name, [] if name == CURVE else {}) for name in RUN_FILES}
     as_dict = {name: v if isinstance(v, dict) else {} for name, v in values.items()}
     curve = values[CURVE] if isinstance(values[CURVE], list) else []
@@ -281,19 +271,14 @@ def _created_at(value: object) -> pd.Timestamp:
 
 
 def list_runs(paths: Paths | None = None) -> pd.DataFrame:
-    """Complete runs, newest first (`registry.list_runs` decides which are complete),
+    """Complete recommender runs, newest first (`RunKind.run_ids` decides which are complete),
     with `RUN_COLUMNS`: created_at (UTC, naive), epsilon (spent; inf when non-private),
     epsilon_label ("3.00" / "∞"), privacy (`privacy_label`), delta, accountant, epochs,
     steps, hr@10, ndcg@10."""
-    from core.registry import (
-        store as registry,  # imports torch: only pages that list runs pay for it
-    )
-
     paths = paths or Paths()
-    listed = registry.list_runs(paths)
     rows = []
-    for run_id in listed["run_id"]:
-        run = read_run(paths, str(run_id))
+    for run_id in RECOMMENDER.run_ids(paths):
+        run = read_run(paths, run_id)
         own = model_metrics(run.metrics)
         epsilon = _number(run.privacy.get("epsilon"))
         train_config = run.config.get("train_config")

@@ -1,252 +1,262 @@
-"""The model registry: one folder per training run under `data/models/<run_id>/`.
+"""The model registry: one folder per training run, for every model kind.
 
-A run folder carries everything needed to reproduce and audit the model:
+A kind (`RunKind`) keeps its runs in one folder under `Paths.models_dir`: the recommender
+in `data/models/<run_id>/` (`RECOMMENDER`), the sentiment model in
+`data/models/sentiment/<run_id>/` (`SENTIMENT`). Every run folder holds
 
     model.safetensors   the model's state dict (nothing else: no optimizer)
-    config.json         ModelConfig, TrainConfig, the BERT architecture, the tokenizer
-                        reference (bundled MiniLM package path and version), the split,
-                        the code version (git HEAD or "unknown")
-    privacy.json        epsilon, delta, noise multiplier, sample rate, steps, clip norm,
-                        accountant, privacy unit and contribution cap
-    metrics.json        evaluation results (next to the baselines' when given)
-    fingerprint.json    sha256 over the training interactions' (user, item, ts) rows
+    config.json         run_id, created_at (UTC), then what the kind records: model and
+                        training configs, architecture, tokenizer, code version, ...
+    privacy.json        the DP record: epsilon, delta, noise multiplier, sample rate,
+                        steps, clip norm, accountant, privacy unit, contribution cap
+    metrics.json        evaluation results
+    fingerprint.json    what identifies the training data (sha256, counts)
     curve.json          per-step training loss and epsilon spent
-    candidates.json     what the candidate retrieval shipped with the model uses
-    co_visits.npz       a non-private model's co-visit counts (`core.recommender.co_visits`), if any
 
-A run is written into `<run_id>.partial/` and renamed to `<run_id>/` at the very end,
-so an interrupted run is never listed as complete. `save`/`load` are the one pair.
+and whatever files its kind adds. A run is written into `<run_id>.partial/` and renamed
+to `<run_id>/` as the last step, so an interrupted run is never listed as complete.
+
+Building the model from its config is the kind's (`core.recommender.registry`,
+`core.sentiment.registry`); this module imports torch only to read or write weights.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import torch
-from safetensors.torch import load_file, save_file
-from transformers import BertConfig
+import numpy as np
 
-from core.config import PROJECT_ROOT, Paths
-from core.recommender.co_visits import CoVisits
-from core.recommender.model import CrossEncoder, ModelConfig, tokenizer_reference
-from core.store.interactions import ITEM, TS, USER
+from core.config import Paths
+
+if TYPE_CHECKING:
+    from torch import nn
 
 WEIGHTS = "model.safetensors"
+CONFIG, PRIVACY, METRICS, FINGERPRINT, CURVE = (
+    "config.json", "privacy.json", "metrics.json", "fingerprint.json", "curve.json")
+FILES = (CONFIG, PRIVACY, METRICS, FINGERPRINT, CURVE)  # the JSON records of every kind
 PARTIAL = ".partial"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
-FILES = ("config.json", "privacy.json", "metrics.json", "fingerprint.json", "curve.json",
-         "candidates.json")
+# Buffers that BERT rebuilds and never saves; any other key missing from a file is damage.
+UNSAVED_BUFFERS = ("position_ids", "token_type_ids")
 
 
 class RegistryError(RuntimeError):
     """A missing or broken run folder, with a message that says what to do."""
 
 
-@dataclass
-class LoadedModel:
+@dataclass(frozen=True)
+class StoredRun:
+    """One run's JSON records as written (a record not read is empty)."""
+
     run_id: str
     path: Path
-    model: CrossEncoder
-    model_config: ModelConfig
-    train_config: dict[str, object]
-    config: dict[str, object]  # the whole config.json
-    privacy: dict[str, object]
-    metrics: dict[str, object]
-    fingerprint: dict[str, object]
+    config: dict[str, object] = field(default_factory=dict)
+    privacy: dict[str, object] = field(default_factory=dict)
+    metrics: dict[str, object] = field(default_factory=dict)
+    fingerprint: dict[str, object] = field(default_factory=dict)
     curve: list[dict[str, object]] = field(default_factory=list)
-    candidates: dict[str, object] = field(default_factory=dict)
 
 
-def new_run_id(prefix: str = "ce") -> str:
+@dataclass(frozen=True)
+class RunKind:
+    """Where one model kind keeps its runs, and what its messages tell the user.
+
+    subdir: the kind's folder under `Paths.models_dir` ("" for that folder itself).
+    prefix: of the kind's run ids. what: a run's name in messages ("sentiment model").
+    hint: what to do about a missing run ("train one with `clearmark sentiment train`.").
+    """
+
+    subdir: str
+    prefix: str
+    what: str
+    hint: str
+
+    def root(self, paths: Paths | None = None) -> Path:
+        """The kind's folder (it exists once a run was saved)."""
+        return (paths or Paths()).models_dir / self.subdir
+
+    def new_run_id(self) -> str:
+        """A new run id with the kind's prefix (`new_run_id`)."""
+        return new_run_id(self.prefix)
+
+    def run_dir(self, paths: Paths, run_id: str) -> Path:
+        """The folder of complete run `run_id`; RegistryError for an invalid id or a run
+        that is missing or incomplete."""
+        check_run_id(run_id)
+        root = self.root(paths)
+        path = root / run_id
+        if not (path / WEIGHTS).exists() or not (path / CONFIG).exists():
+            raise RegistryError(f"no complete {self.what} {run_id!r} in {root}: {self.hint}")
+        return path
+
+    def save(self, paths: Paths, run_id: str, *, model: nn.Module,
+             config: Mapping[str, object], privacy: Mapping[str, object],
+             fingerprint: Mapping[str, object], metrics: Mapping[str, object] | None = None,
+             curve: Sequence[Mapping[str, object]] | None = None,
+             records: Mapping[str, object] | None = None,
+             write_files: Callable[[Path], None] | None = None) -> Path:
+        """Write run `run_id`; returns its folder.
+
+        config.json is `config` after `run_id` and `created_at`; `records` are further
+        JSON files by name, `write_files(folder)` writes any other file of the kind.
+        Everything goes to `<run_id>.partial/` first and the rename to `<run_id>/` is the
+        last step: a failure removes the partial folder and leaves no run. Raises
+        RegistryError for an invalid or existing run id."""
+        check_run_id(run_id)
+        root = self.root(paths)
+        final = root / run_id
+        if final.exists():
+            raise RegistryError(f"{final} already exists: run ids are unique, pick another.")
+        partial = root / f"{run_id}{PARTIAL}"
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        values = {
+            CONFIG: {"run_id": run_id,
+                     "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                     **dict(config)},
+            PRIVACY: dict(privacy), METRICS: dict(metrics or {}),
+            FINGERPRINT: dict(fingerprint), CURVE: list(curve or []), **dict(records or {}),
+        }
+        try:
+            save_weights(model, partial, run_id)
+            for name, value in values.items():
+                write_json(partial / name, value)
+            if write_files is not None:
+                write_files(partial)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        os.replace(partial, final)
+        return final
+
+    def read(self, paths: Paths, run_id: str) -> StoredRun:
+        """Every JSON record of complete run `run_id` (a missing file reads as empty);
+        RegistryError where there is no such run."""
+        path = self.run_dir(paths, run_id)
+        values = {name: read_json(path / name) if (path / name).exists() else {}
+                  for name in FILES}
+        return StoredRun(run_id=run_id, path=path, config=values[CONFIG],
+                         privacy=values[PRIVACY], metrics=values[METRICS],
+                         fingerprint=values[FINGERPRINT], curve=values[CURVE] or [])
+
+    def write_metrics(self, paths: Paths, run_id: str, metrics: Mapping[str, object]) -> Path:
+        """Replace metrics.json of complete run `run_id` (after a new evaluation), by an
+        atomic rename; returns its path."""
+        path = self.run_dir(paths, run_id) / METRICS
+        tmp = path.with_suffix(".json.tmp")
+        write_json(tmp, dict(metrics))
+        os.replace(tmp, path)
+        return path
+
+    def complete_runs(self, paths: Paths | None = None) -> list[StoredRun]:
+        """Complete runs with their config, privacy and metrics records, newest first
+        (created_at, then run id; runs without created_at last). A `.partial` folder, a
+        folder without weights and one whose records do not read are not runs."""
+        root = self.root(paths)
+        runs = []
+        for path in root.iterdir() if root.exists() else ():
+            if path.name.endswith(PARTIAL) or not (path / WEIGHTS).exists():
+                continue
+            try:
+                config, privacy, metrics = (read_json(path / n) for n in (CONFIG, PRIVACY,
+                                                                           METRICS))
+            except (OSError, json.JSONDecodeError):
+                continue
+            runs.append(StoredRun(run_id=path.name, path=path, config=config,
+                                  privacy=privacy, metrics=metrics))
+        created = [run.config.get("created_at") for run in runs]
+        order = sorted(range(len(runs)), reverse=True, key=lambda i: (
+            created[i] is not None, str(created[i]), runs[i].run_id))
+        return [runs[i] for i in order]
+
+    def run_ids(self, paths: Paths | None = None) -> list[str]:
+        """The complete runs' ids, newest first."""
+        return [run.run_id for run in self.complete_runs(paths)]
+
+    def latest_run(self, paths: Paths | None = None) -> str | None:
+        """The newest complete run id, or None."""
+        runs = self.run_ids(paths)
+        return runs[0] if runs else None
+
+    def resolve(self, paths: Paths, run_id: str | None) -> str:
+        """`run_id`, or the newest complete run where none is given; RegistryError
+        (saying how to train one) where there is no run at all."""
+        if run_id:
+            return run_id
+        latest = self.latest_run(paths)
+        if latest is None:
+            raise RegistryError(f"no {self.what} in {self.root(paths)}: {self.hint}")
+        return latest
+
+
+RECOMMENDER = RunKind(subdir="", prefix="ce", what="model run",
+                      hint="list the runs with `clearmark models`, train one with "
+                           "`clearmark train`.")
+# Inside the recommender's folder: a folder without weights, so never one of its runs.
+SENTIMENT = RunKind(subdir="sentiment", prefix="sent", what="sentiment model",
+                    hint="train one with `clearmark sentiment train`.")
+
+
+def new_run_id(prefix: str) -> str:
     """`<prefix>_<UTC time>_<8 hex>`: sortable by time, unique across processes."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return f"{prefix}_{stamp}_{os.urandom(4).hex()}"
 
 
-def data_fingerprint(interactions: pd.DataFrame) -> str:
-    """sha256 over the (user, item, ts) rows in a canonical order (hex)."""
-    frame = interactions[[USER, ITEM, TS]].astype({USER: str, ITEM: str})
-    frame = frame.assign(**{TS: pd.to_datetime(frame[TS]).dt.strftime("%Y-%m-%dT%H:%M:%S.%f")})
-    frame = frame.sort_values([USER, TS, ITEM], kind="stable")
-    digest = hashlib.sha256()
-    for user, item, ts in frame.itertuples(index=False, name=None):
-        digest.update(f"{user}\t{item}\t{ts}\n".encode())
-    return digest.hexdigest()
-
-
-def code_version(repo_dir: Path = PROJECT_ROOT) -> str:
-    """`git rev-parse HEAD` of the project, or "unknown" outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=repo_dir, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
-
-
-def _check_run_id(run_id: str) -> None:
+def check_run_id(run_id: str) -> None:
+    """RegistryError unless `run_id` is a plain folder name (no path, not partial)."""
     if not RUN_ID_PATTERN.match(run_id) or run_id.endswith(PARTIAL):
         raise RegistryError(f"run id {run_id!r} is not a valid folder name: use letters, "
-                            "digits, '_', '-' and '.' (see `clearmark models`).")
+                            "digits, '_', '-' and '.'.")
 
 
-def _write_json(path: Path, value: object) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+def write_json(path: Path, value: object) -> None:
+    """Indented JSON with sorted keys; numpy numbers as numbers, anything else unknown
+    as its text."""
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def save(paths: Paths, *, run_id: str, model: CrossEncoder, train_config: Mapping[str, object],
-         privacy: Mapping[str, object], fingerprint: Mapping[str, object],
-         metrics: Mapping[str, object] | None = None,
-         curve: list[Mapping[str, object]] | None = None,
-         candidates: Mapping[str, object] | None = None,
-         extra_config: Mapping[str, object] | None = None) -> Path:
-    """Write run `run_id` (see the module docstring); returns its folder.
-
-    Everything goes to `<run_id>.partial/` first; the rename to `<run_id>/` is the last
-    step, so a crash leaves no folder that `list_runs` would show."""
-    _check_run_id(run_id)
-    final = paths.models_dir / run_id
-    if final.exists():
-        raise RegistryError(f"{final} already exists: run ids are unique, pick another.")
-    partial = paths.models_dir / f"{run_id}{PARTIAL}"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    try:
-        _write_run(partial, run_id=run_id, model=model, train_config=train_config,
-                   privacy=privacy, fingerprint=fingerprint, metrics=metrics, curve=curve,
-                   candidates=candidates, extra_config=extra_config)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    os.replace(partial, final)
-    return final
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
 
 
-def _write_run(partial: Path, *, run_id: str, model: CrossEncoder,
-               train_config: Mapping[str, object], privacy: Mapping[str, object],
-               fingerprint: Mapping[str, object], metrics: Mapping[str, object] | None,
-               curve: list[Mapping[str, object]] | None,
-               candidates: Mapping[str, object] | None,
-               extra_config: Mapping[str, object] | None) -> None:
+def read_json(path: Path) -> object:
+    """The JSON value in `path` (OSError or json.JSONDecodeError where it does not read)."""
+    return json.loads(path.read_text())
+
+
+def save_weights(model: nn.Module, folder: Path, run_id: str) -> None:
+    """`model`'s state dict (contiguous tensors) as `folder / WEIGHTS`, with the run id
+    in the file's metadata."""
+    from safetensors.torch import save_file
+
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(partial / WEIGHTS), metadata={"run_id": run_id})
-    config = {
-        "run_id": run_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model_config": model.config.to_dict(),
-        "train_config": dict(train_config),
-        "bert_config": model.bert.config.to_dict(),
-        "tokenizer": tokenizer_reference(),
-        "code_version": code_version(),
-        **dict(extra_config or {}),
-    }
-    _write_json(partial / "config.json", config)
-    _write_json(partial / "privacy.json", dict(privacy))
-    _write_json(partial / "metrics.json", dict(metrics or {}))
-    _write_json(partial / "fingerprint.json", dict(fingerprint))
-    _write_json(partial / "curve.json", list(curve or []))
-    _write_json(partial / "candidates.json", dict(candidates or {}))
-    if model.co_visits is not None:
-        model.co_visits.save(partial)
+    save_file(state, str(folder / WEIGHTS), metadata={"run_id": run_id})
 
 
-def write_metrics(paths: Paths, run_id: str, metrics: Mapping[str, object]) -> Path:
-    """Replace metrics.json of a complete run (e.g. after `clearmark evaluate`)."""
-    path = run_dir(paths, run_id) / "metrics.json"
-    tmp = path.with_suffix(".json.tmp")
-    _write_json(tmp, dict(metrics))
-    os.replace(tmp, path)
-    return path
+def load_weights(model: nn.Module, folder: Path) -> None:
+    """Load `folder / WEIGHTS` into `model`, built from the run's config.json. Raises
+    RegistryError where the file does not match the model (a damaged run folder)."""
+    from safetensors.torch import load_file
 
-
-def run_dir(paths: Paths, run_id: str) -> Path:
-    _check_run_id(run_id)
-    path = paths.models_dir / run_id
-    if not (path / WEIGHTS).exists() or not (path / "config.json").exists():
-        raise RegistryError(f"no complete model run {run_id!r} in {paths.models_dir}: list "
-                            "the runs with `clearmark models`, train one with "
-                            "`clearmark train`.")
-    return path
-
-
-def load(run_id: str, paths: Paths | None = None) -> LoadedModel:
-    """The run's CrossEncoder (eval mode) with its configs, privacy record and metrics."""
-    paths = paths or Paths()
-    path = run_dir(paths, run_id)
-    read = {name: json.loads((path / name).read_text()) if (path / name).exists() else {}
-            for name in FILES}
-    config = read["config.json"]
-    model_config = ModelConfig.from_dict(config["model_config"])
-    bert_config = BertConfig.from_dict(config["bert_config"])
-    model = CrossEncoder.from_config(bert_config, model_config)
-    state = load_file(str(path / WEIGHTS))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    # Non-persistent buffers (position_ids) are not saved; anything else missing is a fault.
-    missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+    missing, unexpected = model.load_state_dict(load_file(str(folder / WEIGHTS)),
+                                                strict=False)
+    missing = [k for k in missing if not k.endswith(UNSAVED_BUFFERS)]
     if missing or unexpected:
-        raise RegistryError(f"{path / WEIGHTS} does not match its config.json (missing "
+        raise RegistryError(f"{folder / WEIGHTS} does not match its config.json (missing "
                             f"{missing[:3]}, unexpected {unexpected[:3]}): the run folder is "
                             "damaged; train the model again.")
-    model.item_popularity = {str(k): int(v) for k, v in
-                             read["candidates.json"].get("item_popularity", {}).items()}
-    model.co_visits = CoVisits.load(path) if model_config.co_visits else None
-    model.eval()
-    return LoadedModel(run_id=run_id, path=path, model=model, model_config=model_config,
-                       train_config=config.get("train_config", {}), config=config,
-                       privacy=read["privacy.json"], metrics=read["metrics.json"],
-                       fingerprint=read["fingerprint.json"], curve=read["curve.json"] or [],
-                       candidates=read["candidates.json"])
-
-
-def list_runs(paths: Paths | None = None) -> pd.DataFrame:
-    """Complete runs, newest first: run_id, created_at, private, epsilon, delta, unit,
-    ndcg@10, hr@10, path. `<run_id>.partial` folders are not runs."""
-    paths = paths or Paths()
-    columns = ["run_id", "created_at", "private", "epsilon", "delta", "privacy_unit",
-               "ndcg@10", "hr@10", "path"]
-    rows = []
-    if paths.models_dir.exists():
-        for path in paths.models_dir.iterdir():
-            if path.name.endswith(PARTIAL) or not (path / WEIGHTS).exists():
-                continue
-            try:
-                config = json.loads((path / "config.json").read_text())
-                privacy = json.loads((path / "privacy.json").read_text())
-                metrics = json.loads((path / "metrics.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            model_metrics = metrics.get("model", metrics) if isinstance(metrics, dict) else {}
-            epsilon = privacy.get("epsilon")
-            rows.append({
-                "run_id": path.name, "created_at": config.get("created_at"),
-                "private": privacy.get("privacy_unit", "none") != "none",
-                "epsilon": float("inf") if epsilon is None else float(epsilon),
-                "delta": privacy.get("delta"), "privacy_unit": privacy.get("privacy_unit"),
-                "ndcg@10": model_metrics.get("ndcg@10"), "hr@10": model_metrics.get("hr@10"),
-                "path": str(path)})
-    frame = pd.DataFrame(rows, columns=columns)
-    return frame.sort_values(["created_at", "run_id"], ascending=False,
-                             kind="stable").reset_index(drop=True)
-
-
-def latest_run(paths: Paths | None = None) -> str | None:
-    """The newest complete run id, or None."""
-    runs = list_runs(paths)
-    return None if runs.empty else str(runs["run_id"].iloc[0])
-
-
-def state_equal(a: CrossEncoder, b: CrossEncoder) -> bool:
-    """Whether two models hold identical weights (for tests and audits)."""
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

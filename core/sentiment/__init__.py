@@ -1,1 +1,1 @@
-"""The review sentiment model: data, model, training and scoring."""
+"""The review sentiment model: data, model, training, evaluation and scoring."""

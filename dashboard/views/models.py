@@ -2,14 +2,13 @@
 the baselines, how training went, and what each one spent of the privacy budget.
 Reads the run folders' JSON records through `core.registry.runs` (never the weights)."""
 
-import math
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from core.config import Paths
 from core.registry import runs as model_runs
+from dashboard.ui import number
 
 EMPTY_HINT = (
     "No trained model yet. Train one with `clearmark train` (DP, ε = 3 by default), "
@@ -35,14 +34,6 @@ st.caption(
     "is recorded with ε = ∞. Metrics rank the full catalogue on a time-ordered split, next "
     "to baselines on the same split."
 )
-
-
-def _fmt(value: object, spec: str = "", missing: str = "—") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return missing
-    if isinstance(value, float) and math.isinf(value):
-        return "∞"
-    return format(value, spec) if spec else str(value)
 
 
 st.subheader("Runs")
@@ -171,16 +162,16 @@ with privacy_col:
         help="Privacy budget the accountant reports after the last step",
         border=True,
     )
-    delta_col.metric("δ", _fmt(privacy.get("delta"), ".1e"), border=True)
+    delta_col.metric("δ", number(privacy.get("delta"), ".1e"), border=True)
     st.markdown(
         f"**Guarantee:** {model_runs.privacy_label(privacy)}  \n"
-        + (f"**Target ε:** {_fmt(target, '.2f')}  \n" if private else "")
-        + f"**Accountant:** {_fmt(privacy.get('accountant'))}  \n"
-        f"**Noise multiplier σ:** {_fmt(privacy.get('noise_multiplier'), '.3f')}  \n"
-        f"**Sample rate q:** {_fmt(privacy.get('sample_rate'), '.4g')}  \n"
-        f"**Steps:** {_fmt(privacy.get('steps'))}  \n"
-        f"**Clip norm C:** {_fmt(privacy.get('max_grad_norm'))}  \n"
-        f"**Contribution cap:** {_fmt(privacy.get('contribution_cap'))} example groups "
+        + (f"**Target ε:** {number(target, '.2f')}  \n" if private else "")
+        + f"**Accountant:** {number(privacy.get('accountant'))}  \n"
+        f"**Noise multiplier σ:** {number(privacy.get('noise_multiplier'), '.3f')}  \n"
+        f"**Sample rate q:** {number(privacy.get('sample_rate'), '.4g')}  \n"
+        f"**Steps:** {number(privacy.get('steps'))}  \n"
+        f"**Clip norm C:** {number(privacy.get('max_grad_norm'))}  \n"
+        f"**Contribution cap:** {number(privacy.get('contribution_cap'))} example groups "
         "per customer"
     )
     notes = []
@@ -194,7 +185,7 @@ with privacy_col:
             notes.append(
                 f"Item popularity: customer counts per item (at most {release['cap']} items "
                 f"per customer) released once with Gaussian noise, σ "
-                f"{_fmt(release['noise_multiplier'], '.3f')}, ledger entry "
+                f"{number(release['noise_multiplier'], '.3f')}, ledger entry "
                 f"{release['ledger_run_id']}; ε above covers training and this release"
                 f"{model_runs.release_quality(release)}")
         else:
@@ -202,8 +193,8 @@ with privacy_col:
     final_fit = privacy.get("final_fit")
     if final_fit:
         notes.append(f"Final weights: fitted with DP on a Poisson sample of customers' "
-                     f"validation targets (rate {_fmt(final_fit['sample_rate'], '.3g')}, σ "
-                     f"{_fmt(final_fit['noise_multiplier'], '.3f')}), ledger entry "
+                     f"validation targets (rate {number(final_fit['sample_rate'], '.3g')}, σ "
+                     f"{number(final_fit['noise_multiplier'], '.3f')}), ledger entry "
                      f"{final_fit['ledger_run_id']}; ε above covers it too")
     if privacy.get("co_visits"):
         notes.append(f"Co-visits: exact counts of customers per item pair "
@@ -268,14 +259,15 @@ train_config = run.config.get("train_config") or {}
 left, right = st.columns(2, gap="large")
 with left:
     st.markdown("**Data fingerprint** (sha256 over the training rows: user, item, time)")
-    st.code(_fmt(fp.get("sha256"), missing="not recorded"), language=None, wrap_lines=True)
+    st.code(number(fp.get("sha256"), missing="not recorded"), language=None, wrap_lines=True)
     st.caption(
-        f"{_fmt(fp.get('rows'), ',')} training rows · {_fmt(fp.get('customers'), ',')} "
-        f"customers · split {_fmt(fp.get('split'))} · dataset {_fmt(fp.get('dataset'))}"
+        f"{number(fp.get('rows'), ',')} training rows · {number(fp.get('customers'), ',')} "
+        f"customers · split {number(fp.get('split'))} · dataset {number(fp.get('dataset'))}"
     )
 with right:
     st.markdown("**Code version** (git commit the run was trained with)")
-    st.code(_fmt(run.config.get("code_version"), missing="unknown"), language=None, wrap_lines=True)
+    st.code(number(run.config.get("code_version"), missing="unknown"), language=None,
+            wrap_lines=True)
     created = pd.to_datetime(run.config.get("created_at"), utc=True, errors="coerce")
     st.caption(f"created {created:%Y-%m-%d %H:%M} UTC" if not pd.isna(created) else "created —")
 if isinstance(train_config, dict) and train_config:

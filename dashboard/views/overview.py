@@ -10,11 +10,10 @@ from core.columns import EVENT_TYPES
 from core.config import PrivacyConfig
 from core.store.warehouse import WarehouseMissing
 from dashboard import data
+from dashboard.ui import ingest_hint, pretty
 from privacy.disclosure import hide_small_cells
 
-EMPTY_HINT = (
-    "No data yet. Run `make run` (demo data) or `clearmark ingest <file>`, then reload this page."
-)
+EMPTY_HINT = ingest_hint()
 CHART_HEIGHT = 360
 RUN_COLUMNS = ("finished_at", "source", "table_name", "rows_read", "rows_accepted", "rows_rejected")
 
@@ -46,16 +45,13 @@ for col, (label, table) in zip(
     col.metric(label, f"{counts.get(table, 0):,}", border=True)
 
 
-def _pretty(event_type: str) -> str:
-    return event_type.replace("_", " ")  # "add_to_cart" reads "add to cart"
-
-
 def _hidden_caption(hidden: int, total: int, what: str, detail: str = "") -> None:
     if hidden:
         detail = f" ({detail})" if detail else ""
         st.caption(
             f":material/visibility_off: {hidden} of {total} {what} hidden{detail}: fewer than "
-            f"{floor} distinct customers (privacy floor)."
+            f"{floor} distinct customers, or hidden with such a cell so that it cannot be "
+            "worked out from a total (privacy floor)."
         )
     else:
         st.caption(f"All {total} {what} have at least {floor} distinct customers.")
@@ -66,7 +62,7 @@ activity, stars = st.columns([2, 1], gap="large")
 with activity:
     st.subheader("Events by type and month")
     by_month = data.load("events_by_type_month")
-    shown, hidden = hide_small_cells(by_month, "customers", min_cell=floor)
+    shown, hidden = hide_small_cells(by_month, "customers", min_cell=floor, by=["month"])
     # Months each type lost to the floor: the gaps say as much, the caption says why.
     lost = (
         by_month["event_type"].value_counts().sub(shown["event_type"].value_counts(), fill_value=0)
@@ -78,11 +74,11 @@ with activity:
         types = set(shown["event_type"])
         order = [t for t in EVENT_TYPES if t in types] + sorted(types - set(EVENT_TYPES))
         fig = px.bar(
-            shown.assign(event_type=shown["event_type"].map(_pretty)),
+            shown.assign(event_type=shown["event_type"].map(pretty)),
             x="month",
             y="events",
             color="event_type",
-            category_orders={"event_type": [_pretty(t) for t in order]},
+            category_orders={"event_type": [pretty(t) for t in order]},
             hover_data={"customers": True},
             labels={
                 "month": "Month",
@@ -101,7 +97,7 @@ with activity:
         )
         st.plotly_chart(fig)
     detail = ", ".join(
-        f"{_pretty(t)}: {int(n)} month{'s' if n > 1 else ''}" for t, n in lost.items()
+        f"{pretty(t)}: {int(n)} month{'s' if n > 1 else ''}" for t, n in lost.items()
     )
     _hidden_caption(hidden, len(by_month), "month × event-type cells", detail)
 

@@ -12,7 +12,9 @@ import streamlit as st
 from core.config import Paths
 from core.store import warehouse
 from core.store.report import warehouse_report
+from dashboard.ui import epsilon
 from privacy.audit import audit_report, to_csv, to_json
+from privacy.guarantee import is_private
 
 EMPTY_HINT = (
     "Nothing has been charged to the privacy budget yet. Every model trained on customer "
@@ -38,12 +40,6 @@ def _report(ledger: str, budgets: str, stamps: tuple) -> dict:
     # `stamps` (the ledger's and the budgets file's mtime and size) is part of the cache
     # key, so a new record recomputes the report.
     return audit_report(ledger_path=ledger_path, budgets_path=budget_file)
-
-
-def _fmt_eps(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return "∞" if isinstance(value, float) and math.isinf(value) else f"{value:.3f}"
 
 
 st.title("Privacy")
@@ -80,7 +76,7 @@ else:
         spent = d["spent_composed_epsilon"]
         with left:
             if d["budget_epsilon"] is None:
-                st.metric(f"{d['dataset']}: ε spent (no budget set)", _fmt_eps(spent),
+                st.metric(f"{d['dataset']}: ε spent (no budget set)", epsilon(spent),
                           border=True)
                 st.caption(f"Set a cap: `clearmark budget set --dataset {d['dataset']} "
                            "--epsilon 10 --delta 1e-5`. Runs over it are then refused "
@@ -98,8 +94,8 @@ else:
                 gauge.update_layout(height=CHART_HEIGHT - 40, margin=dict(t=60, b=10))
                 st.plotly_chart(gauge, use_container_width=True)
             st.caption(f"{d['runs']} run(s); composed by {d['composed_by']} at δ = "
-                       f"{d['composed_at_delta']}: ε {_fmt_eps(spent)} (sum of the "
-                       f"claims: {_fmt_eps(d['spent_summed_epsilon'])}).")
+                       f"{d['composed_at_delta']}: ε {epsilon(spent)} (sum of the "
+                       f"claims: {epsilon(d['spent_summed_epsilon'])}).")
         with right:
             mine = runs[(runs["dataset"] == d["dataset"]) & runs["epsilon_claimed"].notna()]
             mine = mine.sort_values("started_at")
@@ -124,7 +120,8 @@ else:
                                   xaxis={"type": "category"},
                                   legend={"orientation": "h", "y": -0.25})
                 st.plotly_chart(fig, use_container_width=True)
-            non_private = int((mine["epsilon_claimed"] == math.inf).sum())
+            non_private = sum(not is_private(r.epsilon_claimed, r.privacy_unit)
+                              for r in mine.itertuples())
             if non_private:
                 st.warning(f"{non_private} run(s) on {d['dataset']} trained WITHOUT "
                            "differential privacy (ε = ∞): not releasable.",
@@ -132,9 +129,9 @@ else:
 
     st.subheader("Runs")
     table = runs.assign(
-        epsilon=runs["epsilon_final"].map(_fmt_eps),
-        second_opinion=runs["pld_epsilon"].map(_fmt_eps),
-        empirical_lower_bound=runs["empirical_epsilon_lower_bound"].map(_fmt_eps),
+        epsilon=runs["epsilon_final"].map(epsilon),
+        second_opinion=runs["pld_epsilon"].map(epsilon),
+        empirical_lower_bound=runs["empirical_epsilon_lower_bound"].map(epsilon),
     )
     st.dataframe(
         table, hide_index=True,

@@ -1,9 +1,9 @@
-"""Customer profile: one customer, known only by their keyed pseudonym: what they
-did, which categories they lean to, their generalized attributes, and what the
-latest scored model recommends to them. Nothing on this page names a person."""
+"""Customer profile: one customer, known only by their keyed pseudonym: their activity,
+generalized attributes, event history and category affinities, the latest scoring run's
+top recommendations for them, and why each was recommended (the explanation panel).
+Nothing on this page names a person."""
 
 import html
-import re
 
 import pandas as pd
 import plotly.express as px
@@ -12,11 +12,9 @@ import streamlit as st
 from core.columns import EVENT_TYPES
 from core.store.warehouse import WarehouseMissing
 from dashboard import data
+from dashboard.ui import ingest_hint, md_escape, pretty, short
 
-EMPTY_HINT = (
-    "No customers yet. Run `make run` (demo data) or `clearmark ingest <file>`, then reload "
-    "this page."
-)
+EMPTY_HINT = ingest_hint("customers")
 NO_RECS_HINT = (
     "No recommendations yet. Score the customers with the latest model with "
     "`clearmark score` (train one first with `clearmark train`), then reload this page."
@@ -31,20 +29,6 @@ CHART_HEIGHT = 360
 ATTRIBUTES = (("age_band", "Age band"), ("region", "Region"), ("signup_month", "Signup month"))
 
 
-def _pretty(event_type: str) -> str:
-    return event_type.replace("_", " ")
-
-
-def _md_escape(text: str) -> str:
-    """Stored text shown literally in markdown (no links, emphasis or directives)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>:$])", r"\\\1", text)
-
-
-def short(pseudonym: str) -> str:
-    """'u_3fa9c2d1…8e41b0': enough to tell pseudonyms apart in a list."""
-    return pseudonym if len(pseudonym) <= 22 else f"{pseudonym[:12]}…{pseudonym[-6:]}"
-
-
 def attribute_value(value: object, *, k_anonymity_applied: bool) -> str:
     """A stored attribute as shown. A missing value after a customers ingest (which
     enforces k-anonymity) is labelled suppressed; the warehouse keeps no separate mark
@@ -52,19 +36,6 @@ def attribute_value(value: object, *, k_anonymity_applied: bool) -> str:
     if value is None or pd.isna(value) or str(value).strip() == "":
         return SUPPRESSED if k_anonymity_applied else NOT_PROVIDED
     return str(value)
-
-
-# --- explanation panel: plug-in point ---------------------------------------------------
-def render_recommendation_details(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None:
-    """Why these items were recommended: the explanation panel (explain package) plugs
-    in here. Called right below the recommendations table with the scoring run, the
-    customer's pseudonym and the rows shown (rank, item_id, title, category, price,
-    score). Shows nothing until the panel exists."""
-    from explain.panel import render_explanations
-    render_explanations(run_id, pseudonym, recs)
-
-
-# --- end of plug-in point ---------------------------------------------------------------
 
 
 st.title("Customer profile")
@@ -144,7 +115,7 @@ for col, (column, label) in zip(st.columns(3), ATTRIBUTES, strict=True):
         if value in (SUPPRESSED, NOT_PROVIDED):
             st.markdown(f":gray[:material/visibility_off: {value}]")
         else:
-            st.markdown(f"**{_md_escape(value)}**")
+            st.markdown(f"**{md_escape(value)}**")
 st.caption(
     "Stored generalized at ingest (age in bands, region instead of city or postcode, "
     "signup month or coarser) so that each combination is shared by several customers; "
@@ -164,7 +135,7 @@ with history_col:
         order = [t for t in EVENT_TYPES if t in types] + sorted(types - set(EVENT_TYPES))
         # Item text is attacker-controlled: escape it before Plotly renders it as HTML.
         shown = history.assign(
-            event=history["event_type"].map(_pretty),
+            event=history["event_type"].map(pretty),
             item=history["title"].fillna(history["item_id"]).astype(str).map(html.escape),
             category=history["category"].fillna("unknown category").astype(str).map(html.escape),
         )
@@ -173,7 +144,7 @@ with history_col:
             x="ts",
             y="event",
             color="event",
-            category_orders={"event": [_pretty(t) for t in order]},
+            category_orders={"event": [pretty(t) for t in order]},
             hover_name="item",
             hover_data={"category": True, "ts": "|%Y-%m-%d %H:%M", "event": False},
             labels={"ts": "Time", "event": "", "category": "Category"},
@@ -260,4 +231,9 @@ st.caption(
     f"{scored_at:%Y-%m-%d %H:%M} ({scored_text}). Items the customer already has are left "
     "out by default."
 )
-render_recommendation_details(run_id, pseudonym, recs)
+
+# Imported here: it loads the model libraries, needed only for a customer with
+# recommendations.
+from dashboard.components.explanations import render_explanations  # noqa: E402
+
+render_explanations(run_id, pseudonym, recs)

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core import campaigns as C
 from core.config import Paths
 from core.store.warehouse import query
-from tests.core.test_campaigns import category_campaign, payload_explainer, save_tiny_run
+from tests.core.campaigns.test_campaigns import category_campaign, payload_explainer, save_tiny_run
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 

@@ -1,6 +1,6 @@
 """The Models page in AppTest, and `core.registry.runs` which reads the run folders.
 
-Run folders are written here in the shape `core.registry.store.save` writes (the JSON
+Run folders are written here in the shape `core.recommender.registry.save` writes (the JSON
 files, plus an empty weights file: the page never reads the weights)."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def write_fake_run(
     epsilon: float = 2.98,
     baselines: bool = True,
 ) -> Path:
-    """A complete run folder as `registry.save` leaves it (see core/recommender/train.py for the
+    """A complete run folder as `registry.save` leaves it (see core/recommender/spend.py for the
     privacy and metrics records). Returns the folder."""
     path = paths.models_dir / run_id
     path.mkdir(parents=True)

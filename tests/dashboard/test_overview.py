@@ -43,7 +43,8 @@ def test_small_cells_are_hidden_and_said_so(small_warehouse):
     at = _run()
     captions = [c.value for c in at.caption]
     assert any(
-        "9 of 30 month × event-type cells hidden (purchase: 3 months, review: 6 months)" in c
+        "12 of 30 month × event-type cells hidden (add to cart: 3 months, purchase: 3 months, "
+        "review: 6 months)" in c
         for c in captions
     ), captions
     assert any("2 of 5 star ratings hidden" in c for c in captions), captions

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import Paths
 from core.store.report import warehouse_report
-from privacy import ledger
+from privacy import budget, ledger
 from privacy.audit import record_membership_audit
 from privacy.budget import set_budget
 
@@ -20,7 +20,7 @@ DP_RUN, PLAIN_RUN = "ce_20250702T090000_0000dp01", "ce_20250701T090000_0000np01"
 
 def _charge(paths: Paths, run_id: str, epsilon: float, sigma: float,
             dataset: str = "warehouse") -> None:
-    ledger.charge(ledger_path=paths.ledger, budgets_path=paths.budgets, run_id=run_id,
+    budget.charge(ledger_path=paths.ledger, budgets_path=paths.budgets, run_id=run_id,
                   dataset=dataset, dataset_fingerprint="ab" * 32,
                   artefact_kind="ranking_model",
                   privacy_unit="none" if epsilon == float("inf") else "customer",

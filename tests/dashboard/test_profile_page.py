@@ -15,7 +15,6 @@ from core.store.warehouse import ensure_schema, query, write_transaction
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
-PAGE = ROOT / "dashboard" / "views" / "profile.py"
 EMPTY_HINT = "Run `make run` (demo data) or `clearmark ingest <file>`"
 REC_RUN = "ce_20250702T090000_0000dp01"
 OLD_RUN = "ce_20250615T090000_0000old1"
@@ -215,7 +214,11 @@ def test_deep_link_selects_the_customer(small_warehouse):
     assert at.selectbox[0].value == target
 
 
-def test_the_explanation_panel_has_its_plug_in_point():
-    source = PAGE.read_text()
-    assert "def render_recommendation_details(run_id: str, pseudonym: str, recs" in source
-    assert "\nrender_recommendation_details(run_id, pseudonym, recs)\n" in source
+def test_the_explanation_panel_follows_the_recommendations(scored_warehouse):
+    at = _profile_page()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.subheader[-1].value == "Why these recommendations"
+    # REC_RUN has recommendations but no registered model: the panel says so, the page stays.
+    warnings = [w.value.replace("\\", "") for w in at.warning]
+    assert len(warnings) == 1 and "Explanations are not available" in warnings[0]
+    assert REC_RUN in warnings[0]

@@ -1,5 +1,5 @@
 """The Review sentiment page in AppTest: the empty states, and a warehouse with scored
-reviews (rows written the way `core.sentiment.train.score` writes them)."""
+reviews (rows written the way `core.sentiment.score.score` writes them)."""
 
 from __future__ import annotations
 

@@ -12,9 +12,10 @@ import torch
 from transformers import BertConfig
 
 from core.config import Paths
+from core.recommender import registry
 from core.recommender.fields import Field
-from core.recommender.model import CrossEncoder, ModelConfig
-from core.registry import store as registry
+from core.recommender.model import CrossEncoder
+from core.recommender.model_config import ModelConfig
 from core.store.warehouse import write_transaction
 
 TINY = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -99,7 +99,8 @@ def test_hooked_probabilities_equal_eager_attention():
 
 def test_a_number_only_field_gets_no_attention_and_is_named_as_such():
     from core.recommender.fields import Field
-    from core.recommender.model import CrossEncoder, ModelConfig
+    from core.recommender.model import CrossEncoder
+    from core.recommender.model_config import ModelConfig
     from tests.explain.conftest import TINY
 
     model = CrossEncoder.from_config(TINY, ModelConfig(max_length=96, prior_scale=0.0,

@@ -6,27 +6,10 @@ from __future__ import annotations
 import csv
 import io
 
-import numpy as np
-import pytest
-
-from explain.csv_safe import safe_cell
 from explain.export import COLUMNS, csv_chunks, explanation_rows, export_csv, read_audience
 from explain.result import Explanation, Subject
 from explain.service import ExplainService
 from tests.explain.conftest import EXPLAIN_USERS, PAYLOADS, TINY_RUN
-
-
-@pytest.mark.parametrize("payload", PAYLOADS)
-def test_formula_payloads_are_neutralised(payload):
-    assert safe_cell(payload) == "'" + payload
-
-
-@pytest.mark.parametrize("value,expected", [(-0.12, "-0.12"), ("-0.12", "-0.12"), (3, "3"),
-                                            (np.float64(-1.5e-05), "-1.5e-05"), ("1e-5", "1e-5"),
-                                            (None, ""), (float("nan"), ""),
-                                            ("Trail Bottle", "Trail Bottle"), ("-", "'-")])
-def test_plain_values_stay_as_they_are(value, expected):
-    assert safe_cell(value) == expected
 
 
 def _explanation(title: str) -> Explanation:

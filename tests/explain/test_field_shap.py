@@ -93,7 +93,8 @@ def test_masking_the_co_visit_field_removes_its_number_and_nothing_else():
     import torch
     from transformers import BertConfig
 
-    from core.recommender.model import CrossEncoder, ModelConfig
+    from core.recommender.model import CrossEncoder
+    from core.recommender.model_config import ModelConfig
     from explain.scoring import sigmoid
 
     tiny = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,

@@ -9,6 +9,7 @@ from privacy.accounting import compose_epsilon, epsilon_for
 from privacy.budget import (
     BudgetExceeded,
     BudgetFileError,
+    charge,
     get_budget,
     overview,
     read_budgets,
@@ -16,7 +17,7 @@ from privacy.budget import (
     set_budget,
     spent,
 )
-from privacy.ledger import charge, fail, read_records, runs, verify
+from privacy.ledger import fail, read_records, runs, verify
 
 DELTA = 1e-5
 SPEND = dict(dataset_fingerprint="sha256:abc", artefact_kind="recommender",

@@ -11,17 +11,15 @@ import pytest
 from privacy.audit import (
     RUN_COLUMNS,
     audit_report,
-    neutralize_cell,
     record_membership_audit,
     to_csv,
     to_json,
 )
-from privacy.budget import set_budget
+from privacy.budget import charge, set_budget
 from privacy.ledger import (
     GENESIS,
     LedgerError,
     canonical_json,
-    charge,
     complete,
     fail,
     read_records,
@@ -336,23 +334,6 @@ def test_budget_file_edited_by_hand_is_reported(tmp_path):
     assert "file says epsilon 40" in report["budget_file"]["problems"][0]
 
 
-def test_neutralize_cell():
-    assert neutralize_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
-    assert neutralize_cell("+cmd") == "'+cmd"
-    assert neutralize_cell("-1+2") == "'-1+2"
-    assert neutralize_cell("@SUM(A1)") == "'@SUM(A1)"
-    assert neutralize_cell("\tx") == "'\tx"
-    assert neutralize_cell("\rx") == "'\rx"
-    assert neutralize_cell("-") == "'-"
-    assert neutralize_cell("-0.5") == "-0.5"  # plain numbers stay numbers
-    assert neutralize_cell("1e-05") == "1e-05"
-    assert neutralize_cell("+3") == "+3"
-    assert neutralize_cell(-0.5) == -0.5
-    assert neutralize_cell(math.inf) == "inf"
-    assert neutralize_cell(None) == "" and neutralize_cell(True) == "true"
-    assert neutralize_cell("plain text") == "plain text"
-
-
 def test_csv_export_neutralizes_attacker_controlled_cells(tmp_path):
     _charge(tmp_path, "=cmd|' /C calc'!A0", dataset="@shop", note="-0.5",
             dataset_fingerprint="+fp")
@@ -421,3 +402,17 @@ def test_cli_audit_verify_and_report(warehouse_paths, capsys, tmp_path):
     _write(warehouse_paths.ledger, [lines[0].replace('"shop"', '"other"')])
     with pytest.raises(UsageError, match="record seq 1 \\(run r1\\) at line 1 was edited"):
         _cli(["audit", "verify"])
+
+
+def test_the_ledger_does_not_import_the_budget():
+    import ast
+
+    import privacy.ledger as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+    assert {m for m in imported if m.split(".")[0] in ("privacy", "core", "explain",
+                                                        "dashboard")} == {"privacy.guarantee"}

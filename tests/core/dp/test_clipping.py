@@ -7,7 +7,8 @@ from transformers import BertConfig
 
 from core.dp.clipping import BookkeepingClipping
 from core.recommender.examples import listwise_loss
-from core.recommender.model import CrossEncoder, ModelConfig, mix_input_names
+from core.recommender.model import CrossEncoder
+from core.recommender.model_config import ModelConfig, mix_input_names
 
 NO_DROPOUT = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3,
                         num_attention_heads=2, intermediate_size=64,

@@ -9,10 +9,12 @@ import torch
 from transformers import BertConfig
 
 from core.config import Paths
+from core.recommender import registry
 from core.recommender.batch_score import score
-from core.recommender.model import CrossEncoder, ModelConfig
-from core.recommender.train import CrossEncoderRecommender, load_training_data
-from core.registry import store as registry
+from core.recommender.data import load_training_data
+from core.recommender.model import CrossEncoder
+from core.recommender.model_config import ModelConfig
+from core.recommender.retrieval import CrossEncoderRecommender
 from core.store.warehouse import query, read_connection, write_transaction
 
 TINY = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from core.config import Paths
+from core.recommender import registry
 from core.recommender.batch_score import score, score_customers, shard_of
 from core.recommender.batch_score_distributed import (
     ShardsIncomplete,
@@ -20,9 +21,15 @@ from core.recommender.batch_score_distributed import (
     score_sharded,
     shard_file,
 )
-from core.recommender.model import CrossEncoder, ModelConfig
-from core.registry import store as registry
-from tests.core.test_scoring import CUSTOMERS, TINY, K, build_warehouse, recommendations
+from core.recommender.model import CrossEncoder
+from core.recommender.model_config import ModelConfig
+from tests.core.recommender.test_batch_score import (
+    CUSTOMERS,
+    TINY,
+    K,
+    build_warehouse,
+    recommendations,
+)
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository: torchrun runs from there
 AT = pd.Timestamp("2024-06-01 10:00")

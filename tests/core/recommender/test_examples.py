@@ -154,7 +154,8 @@ def test_a_batch_encoded_together_equals_its_customers_encoded_alone():
     after collation it gives the tensors of encoding each customer alone."""
     from transformers import BertConfig
 
-    from core.recommender.model import CrossEncoder, ModelConfig
+    from core.recommender.model import CrossEncoder
+    from core.recommender.model_config import ModelConfig
 
     tiny = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)

@@ -9,11 +9,13 @@ from dataclasses import replace
 
 import pytest
 
+from core.dp.plan import TrainingRefused
+from core.recommender.config import TrainConfig
 from core.recommender.membership_audit import RESULT_FILE, audit_membership
-from core.recommender.train import TrainConfig, TrainingRefused, train
+from core.recommender.train import train
 from privacy.audit import audit_report
 from privacy.ledger import read_records
-from tests.core.test_train import TINY, TINY_MODEL, build_warehouse, quick
+from tests.core.recommender.test_train import TINY, TINY_MODEL, build_warehouse, quick
 
 CUSTOMERS = 100
 # Deliberately overfit: every layer-6 weight learns fast for many epochs on few people.
@@ -81,7 +83,6 @@ def test_left_out_pool_customers_never_reach_training(warehouse_paths, monkeypat
 def test_left_out_pool_customers_never_reach_the_validation_fit(warehouse_paths,
                                                                 monkeypatch):
     from core.recommender import mix_fit
-    from core.recommender import train as train_mod
 
     build_warehouse(warehouse_paths, customers=40)
     fitted_on: set[str] = set()
@@ -91,7 +92,7 @@ def test_left_out_pool_customers_never_reach_the_validation_fit(warehouse_paths,
         fitted_on.update(split.valid["user_pseudonym"].astype(str))
         return real(recommender, split, **kwargs)
 
-    monkeypatch.setattr(train_mod.mix_fit, "fit_on_validation", spy)
+    monkeypatch.setattr(mix_fit, "fit_on_validation", spy)
     run_id = train(warehouse_paths, quick(non_private=True, audit_pool=20),
                    model_config=TINY_MODEL, bert_config=TINY, progress=False)
     pool = json.loads((warehouse_paths.models_dir / run_id / "config.json").read_text()

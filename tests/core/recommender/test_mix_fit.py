@@ -9,14 +9,17 @@ import torch
 
 from core.config import Paths
 from core.recommender import mix_fit
-from core.recommender import train as train_mod
-from core.recommender.model import CrossEncoder, ModelConfig
+from core.recommender.data import load_training_data, make_split
+from core.recommender.model import CrossEncoder
+from core.recommender.model_config import ModelConfig
+from core.recommender.registry import load
+from core.recommender.retrieval import CrossEncoderRecommender
+from core.recommender.spend import COUNTS_SUFFIX, FIT_SUFFIX
 from core.recommender.train import train
 from core.registry import runs as model_runs
-from core.registry.store import load
 from privacy.accounting import compose_epsilon
 from privacy.ledger import MECHANISM_GAUSSIAN_FIT, read_records
-from tests.core.test_train import TINY, TINY_MODEL, build_warehouse, quick
+from tests.core.recommender.test_train import TINY, TINY_MODEL, build_warehouse, quick
 
 
 def test_fit_listwise_weights_the_feature_that_ranks_the_targets_first():
@@ -69,9 +72,9 @@ def test_the_validation_fit_is_folded_into_the_model_exactly(tiny_warehouse):
     run_id = train(tiny_warehouse, quick(non_private=True, final_mix_users=0),
                    model_config=model_config, bert_config=TINY, progress=False)
     model = load(run_id, tiny_warehouse).model
-    interactions, catalogue = train_mod.load_training_data(tiny_warehouse)
-    split = train_mod.make_split(interactions, "leave_last_out")
-    recommender = train_mod.CrossEncoderRecommender(model).fit(split.train, catalogue)
+    interactions, catalogue = load_training_data(tiny_warehouse)
+    split = make_split(interactions, "leave_last_out")
+    recommender = CrossEncoderRecommender(model).fit(split.train, catalogue)
     before, positives, drawn = mix_fit.validation_lists(recommender, split, customers=500)
     assert drawn == 80 and mix_fit.MIN_RANKED <= len(before) <= drawn
     record = mix_fit.fit_on_validation(recommender, split, customers=500)
@@ -138,12 +141,12 @@ def test_a_dp_run_fits_its_final_weights_with_dp_and_the_ledger_composes_it(tiny
     assert record["epsilon_alone"] == pytest.approx(0.1 * 3.0, rel=0.05)
     entries = {r.run_id: r for r in read_records(tiny_warehouse.ledger) if r.is_spend
                and r.status == "completed"}
-    fit_entry = entries[run_id + train_mod.FIT_SUFFIX]
+    fit_entry = entries[run_id + FIT_SUFFIX]
     assert fit_entry.mechanism == MECHANISM_GAUSSIAN_FIT and fit_entry.steps == 1
     assert fit_entry.noise_multiplier == pytest.approx(record["noise_multiplier"])
     composed = compose_epsilon([(entries[r].noise_multiplier, entries[r].sample_rate,
                                  entries[r].steps) for r in (
-        run_id, run_id + train_mod.COUNTS_SUFFIX, run_id + train_mod.FIT_SUFFIX)],
+        run_id, run_id + COUNTS_SUFFIX, run_id + FIT_SUFFIX)],
         delta=run.privacy["delta"])
     assert composed == pytest.approx(run.privacy["epsilon"], abs=0.02)
     assert composed <= 3.0 + 0.01
@@ -155,5 +158,5 @@ def test_a_dp_run_fits_its_final_weights_with_dp_and_the_ledger_composes_it(tiny
     plain = train(tiny_warehouse, quick(), model_config=TINY_MODEL, bert_config=TINY,
                   progress=False)
     assert "final_mix" not in load(plain, tiny_warehouse).metrics["timing"]
-    assert plain + train_mod.FIT_SUFFIX not in {r.run_id for r in
+    assert plain + FIT_SUFFIX not in {r.run_id for r in
                                                 read_records(tiny_warehouse.ledger)}

@@ -8,7 +8,8 @@ import torch
 from transformers import BertConfig
 
 from core.recommender.fields import build_input, encoder_text
-from core.recommender.model import CrossEncoder, ModelConfig, mix_input_names
+from core.recommender.model import CrossEncoder
+from core.recommender.model_config import ModelConfig, mix_input_names
 
 TINY = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=64, max_position_embeddings=64)

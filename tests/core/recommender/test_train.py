@@ -12,19 +12,24 @@ import torch
 from transformers import BertConfig
 
 from core.config import Paths
+from core.dp.plan import TrainingRefused
+from core.recommender import data as data_mod
 from core.recommender import train as train_mod
+from core.recommender.config import TrainConfig
+from core.recommender.data import load_training_data, make_split
 from core.recommender.examples import ExampleConfig, build_examples, collate_groups, listwise_loss
-from core.recommender.model import CrossEncoder, ModelConfig
-from core.recommender.train import (
-    TrainConfig,
-    TrainingRefused,
-    build_dataset,
-    plan_privacy,
-    prepare_training,
-    train,
-    train_step,
+from core.recommender.model import CrossEncoder
+from core.recommender.model_config import ModelConfig
+from core.recommender.planning import plan_privacy
+from core.recommender.popularity_release import (
+    LOG_FORM_MIN_RELIABILITY,
+    PopularityRelease,
+    model_config_for_release,
 )
-from core.registry.store import list_runs, load
+from core.recommender.registry import list_runs, load
+from core.recommender.retrieval import CrossEncoderRecommender, with_new_item_slots
+from core.recommender.spend import COUNTS_SUFFIX
+from core.recommender.train import build_dataset, prepare_training, train, train_step
 from core.store.warehouse import write_transaction
 from privacy.accounting import compose_epsilon
 from privacy.budget import set_budget
@@ -76,8 +81,8 @@ def quick(**changes) -> TrainConfig:
 
 
 def groups_and_catalogue(paths: Paths):
-    interactions, catalogue = train_mod.load_training_data(paths)
-    split = train_mod.make_split(interactions, "leave_last_out")
+    interactions, catalogue = load_training_data(paths)
+    split = make_split(interactions, "leave_last_out")
     groups = build_examples(split.train, catalogue, ExampleConfig(history_len=2, negatives=3))
     return groups, catalogue
 
@@ -103,7 +108,7 @@ def test_dp_run_spends_the_target_epsilon_and_is_recorded(tiny_warehouse):
     # The item counts the model reads are a second spend of the same run, on the same
     # unit: the two mechanisms composed are the target epsilon, as the run reports.
     counts = [r for r in read_records(tiny_warehouse.ledger)
-              if r.run_id == run_id + train_mod.COUNTS_SUFFIX]
+              if r.run_id == run_id + COUNTS_SUFFIX]
     assert [r.status for r in counts] == ["started", "completed"]
     assert counts[0].privacy_unit == "customer" and (counts[0].sample_rate,
                                                      counts[0].steps) == (1.0, 1)
@@ -113,7 +118,7 @@ def test_dp_run_spends_the_target_epsilon_and_is_recorded(tiny_warehouse):
     assert 0.0 <= release["reliability"] <= 1.0
     # The log form is read exactly where the release is reliable, and the saved model
     # is the one trained (its mix has the matching width).
-    reliable = release["reliability"] >= train_mod.LOG_FORM_MIN_RELIABILITY
+    reliable = release["reliability"] >= LOG_FORM_MIN_RELIABILITY
     assert release["log_form"].startswith("read" if reliable else "not read: reliability")
     assert load(run_id, tiny_warehouse).model.config.popularity_log is reliable
     composed = compose_epsilon([(r.noise_multiplier, r.sample_rate, r.steps)
@@ -191,7 +196,7 @@ def test_over_budget_runs_are_refused_and_nothing_starts(tiny_warehouse, monkeyp
                ledger_path=tiny_warehouse.ledger, dataset=tiny_warehouse.dataset,
                epsilon=1.0, delta=1e-5)
     started = []
-    monkeypatch.setattr(train_mod, "_fit", lambda *a, **k: started.append(1))
+    monkeypatch.setattr(train_mod, "fit_model", lambda *a, **k: started.append(1))
     with pytest.raises(BudgetExceeded):
         train(tiny_warehouse, quick(epsilon=3.0), model_config=TINY_MODEL,
               bert_config=TINY, progress=False)
@@ -202,7 +207,7 @@ def test_a_failure_after_the_charge_marks_the_run_failed(tiny_warehouse, monkeyp
     def boom(*args, **kwargs):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(train_mod, "_fit", boom)
+    monkeypatch.setattr(train_mod, "fit_model", boom)
     with pytest.raises(RuntimeError, match="simulated"):
         train(tiny_warehouse, quick(), model_config=TINY_MODEL, bert_config=TINY,
               progress=False)
@@ -212,7 +217,7 @@ def test_a_failure_after_the_charge_marks_the_run_failed(tiny_warehouse, monkeyp
             by_run.setdefault(record.run_id, []).append(record.status)
     # the training and its item counts: both charged, both marked failed
     assert sorted(by_run.values()) == [["started", "failed"], ["started", "failed"]]
-    assert any(r.endswith(train_mod.COUNTS_SUFFIX) for r in by_run)
+    assert any(r.endswith(COUNTS_SUFFIX) for r in by_run)
     assert list_runs(tiny_warehouse).empty
 
 
@@ -237,9 +242,9 @@ def test_a_non_private_model_reads_co_visits_and_a_dp_model_never_does(tiny_ware
     # cosine, popularity (and its log), category share, co-visits
     assert loaded.model.prior_mix.in_features == 5
     assert loaded.privacy["co_visits"]["customers"] == CUSTOMERS
-    interactions, catalogue = train_mod.load_training_data(tiny_warehouse)
-    split = train_mod.make_split(interactions, "leave_last_out")
-    recommender = train_mod.CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
+    interactions, catalogue = load_training_data(tiny_warehouse)
+    split = make_split(interactions, "leave_last_out")
+    recommender = CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
     queries = split.test.head(5)
     columns = recommender.candidates(split.train, queries)
     _, text_b = recommender.text_pairs(split.train, queries, columns)
@@ -259,7 +264,7 @@ def test_a_non_private_model_reads_co_visits_and_a_dp_model_never_does(tiny_ware
     assert "co_visits" not in loaded.privacy
     # the category share reads the customer's own history only: DP models read it too
     assert loaded.model_config.category_share
-    recommender = train_mod.CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
+    recommender = CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
     _, text_b = recommender.text_pairs(split.train, queries,
                                        recommender.candidates(split.train, queries))
     shares = [b for b in text_b if "recent items in its category: " in b]
@@ -272,11 +277,11 @@ def test_retrieval_adds_the_most_popular_items_of_the_history_shown_categories(
     model = CrossEncoder.from_config(TINY, replace(TINY_MODEL, content_candidates=2,
                                                    popular_candidates=1,
                                                    category_candidates=2))
-    interactions, catalogue = train_mod.load_training_data(tiny_warehouse)
-    split = train_mod.make_split(interactions, "leave_last_out")
+    interactions, catalogue = load_training_data(tiny_warehouse)
+    split = make_split(interactions, "leave_last_out")
     queries = split.test.head(12)
-    with_category = train_mod.CrossEncoderRecommender(model).fit(split.train, catalogue)
-    without = train_mod.CrossEncoderRecommender(model, category_candidates=0).fit(
+    with_category = CrossEncoderRecommender(model).fit(split.train, catalogue)
+    without = CrossEncoderRecommender(model, category_candidates=0).fit(
         split.train, catalogue)
     columns = with_category.candidates(split.train, queries)
     base = without.candidates(split.train, queries)
@@ -312,14 +317,14 @@ def test_max_steps_stops_within_the_epoch_and_the_accountant_counts_those_steps(
 def test_held_out_items_never_reach_training_and_are_reported_apart(tiny_warehouse,
                                                                      monkeypatch):
     seen: dict[str, object] = {}
-    real_build = train_mod.build_examples
+    real_build = data_mod.build_examples
 
     def spy(train_frame, catalogue, config):
         seen["train_items"] = set(train_frame["item_id"].astype(str))
         seen["catalogue_items"] = set(catalogue["item_id"].astype(str))
         return real_build(train_frame, catalogue, config)
 
-    monkeypatch.setattr(train_mod, "build_examples", spy)
+    monkeypatch.setattr(data_mod, "build_examples", spy)
     run_id = train(tiny_warehouse, quick(held_out_items=0.2, eval_users=None,
                                          eval_baselines=True),
                    model_config=TINY_MODEL, bert_config=TINY, progress=False)
@@ -423,23 +428,23 @@ def test_steps_and_sample_rate_follow_the_plan_where_opacus_rounds_down(tiny_war
 def test_grad_samples_kept_without_copy_and_padded_or_added_as_opacus_does():
     from opacus.grad_sample import grad_sample_module as gsm
 
-    from core.recommender.train import _keep_opacus_grad_samples, _store_grad_sample
+    from core.dp.opacus_glue import keep_opacus_grad_samples, store_grad_sample
 
-    _keep_opacus_grad_samples()
-    assert gsm.create_or_accumulate_grad_sample is _store_grad_sample
-    _keep_opacus_grad_samples()  # installing twice keeps Opacus' own as the fallback
+    keep_opacus_grad_samples()
+    assert gsm.create_or_accumulate_grad_sample is store_grad_sample
+    keep_opacus_grad_samples()  # installing twice keeps Opacus' own as the fallback
     full, param = torch.randn(4, 3), torch.nn.Parameter(torch.zeros(3))
     first = full.clone()
-    _store_grad_sample(param=param, grad_sample=full, max_batch_len=4)
+    store_grad_sample(param=param, grad_sample=full, max_batch_len=4)
     assert param._current_grad_sample is full  # the whole batch: kept as it is
-    _store_grad_sample(param=param, grad_sample=first.clone(), max_batch_len=4)  # 2nd call
+    store_grad_sample(param=param, grad_sample=first.clone(), max_batch_len=4)  # 2nd call
     assert torch.allclose(param._current_grad_sample, 2 * first)  # added, as Opacus does
     partial, other = torch.randn(2, 3), torch.nn.Parameter(torch.zeros(3))
-    _store_grad_sample(param=other, grad_sample=partial, max_batch_len=4)
+    store_grad_sample(param=other, grad_sample=partial, max_batch_len=4)
     assert torch.equal(other._current_grad_sample[:2], partial)  # Opacus' padded buffer
     assert torch.equal(other._current_grad_sample[2:], torch.zeros(2, 3))
     view, third = torch.randn(4, 6)[:, :3], torch.nn.Parameter(torch.zeros(3))
-    _store_grad_sample(param=third, grad_sample=view, max_batch_len=4)
+    store_grad_sample(param=third, grad_sample=view, max_batch_len=4)
     assert third._current_grad_sample is not view  # a view is copied, never aliased
 
 
@@ -447,20 +452,20 @@ def test_new_items_take_the_last_places_of_the_top_ten_keeping_the_order_of_the_
     scores = np.arange(14, 0, -1, dtype=np.float64)  # candidate c ranks c + 1
     new = np.zeros(14, dtype=bool)
     new[[11, 13]] = True
-    one = train_mod.with_new_item_slots(scores, new, 1)
+    one = with_new_item_slots(scores, new, 1)
     order = list(np.argsort(-one, kind="stable"))
     assert order[:10] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 11]  # the best new item is 10th
     assert order[10:] == [9, 10, 12, 13]  # everything else in its old order
     assert scores[8] > one[11] > scores[9]  # its score lies between its new neighbours
     assert one[np.arange(14) != 11].tolist() == scores[np.arange(14) != 11].tolist()
-    two = list(np.argsort(-train_mod.with_new_item_slots(scores, new, 2), kind="stable"))
+    two = list(np.argsort(-with_new_item_slots(scores, new, 2), kind="stable"))
     assert two[:10] == [0, 1, 2, 3, 4, 5, 6, 7, 11, 13]
     new_in_top = new.copy()
     new_in_top[2] = True  # a new item the model itself puts in the top 10
-    assert train_mod.with_new_item_slots(scores, new_in_top, 1).tolist() == scores.tolist()
-    assert train_mod.with_new_item_slots(scores[:10], new[:10], 1).tolist() \
+    assert with_new_item_slots(scores, new_in_top, 1).tolist() == scores.tolist()
+    assert with_new_item_slots(scores[:10], new[:10], 1).tolist() \
         == scores[:10].tolist()  # ten candidates or fewer: nothing to move
-    assert train_mod.with_new_item_slots(scores, new, 0).tolist() == scores.tolist()
+    assert with_new_item_slots(scores, new, 0).tolist() == scores.tolist()
     with pytest.raises(ValueError, match="new_item_slots=10"):
         ModelConfig(new_item_slots=10)
 
@@ -472,11 +477,11 @@ def test_items_outside_the_training_data_are_new_and_get_a_place_in_each_top_ten
                    bert_config=TINY, progress=False)
     loaded = load(run_id, tiny_warehouse)
     held = set(loaded.metrics["held_out_items"])
-    interactions, catalogue = train_mod.load_training_data(tiny_warehouse)
-    split = train_mod.make_split(interactions, "leave_last_out")
-    recommender = train_mod.CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
+    interactions, catalogue = load_training_data(tiny_warehouse)
+    split = make_split(interactions, "leave_last_out")
+    recommender = CrossEncoderRecommender(loaded.model).fit(split.train, catalogue)
     assert {str(i) for i in recommender.items_[recommender.new_]} == held
-    plain = train_mod.CrossEncoderRecommender(loaded.model, new_item_slots=0).fit(
+    plain = CrossEncoderRecommender(loaded.model, new_item_slots=0).fit(
         split.train, catalogue)
     queries = split.test.head(10)
     history = split.train
@@ -494,17 +499,17 @@ def test_items_outside_the_training_data_are_new_and_get_a_place_in_each_top_ten
 
 
 def test_the_log_form_of_popularity_is_read_only_from_a_reliable_release():
-    def release(reliability: float) -> train_mod.PopularityRelease:
-        return train_mod.PopularityRelease({"i1": 100}, 3.0, 5, 100, 0.75, "prv",
+    def release(reliability: float) -> PopularityRelease:
+        return PopularityRelease({"i1": 100}, 3.0, 5, 100, 0.75, "prv",
                                            reliability)
 
     model_config = ModelConfig(popularity_log=True)
-    threshold = train_mod.LOG_FORM_MIN_RELIABILITY
-    noisy = train_mod.model_config_for_release(model_config, release(threshold - 0.01))
+    threshold = LOG_FORM_MIN_RELIABILITY
+    noisy = model_config_for_release(model_config, release(threshold - 0.01))
     assert noisy.popularity_log is False and noisy.popularity is True
     assert noisy == replace(model_config, popularity_log=False)  # nothing else changes
-    assert train_mod.model_config_for_release(model_config, release(threshold)) \
+    assert model_config_for_release(model_config, release(threshold)) \
         == model_config
-    assert train_mod.model_config_for_release(model_config, None) == model_config
+    assert model_config_for_release(model_config, None) == model_config
     exact = replace(release(1.0), noise_multiplier=0.0)  # a non-private run's counts
-    assert train_mod.model_config_for_release(model_config, exact).popularity_log is True
+    assert model_config_for_release(model_config, exact).popularity_log is True

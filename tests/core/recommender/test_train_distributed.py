@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 from core.config import Paths
-from core.recommender.train import COUNTS_SUFFIX, plan_run, train, training_data
-from core.registry.store import list_runs, load
+from core.recommender.data import training_data
+from core.recommender.planning import plan_run
+from core.recommender.registry import list_runs, load
+from core.recommender.spend import COUNTS_SUFFIX
+from core.recommender.train import train
 from privacy.accounting import compose_epsilon
 from privacy.budget import set_budget
 from privacy.ledger import read_records
-from tests.core.test_train import TINY, TINY_MODEL, build_warehouse, quick
+from tests.core.recommender.test_train import TINY, TINY_MODEL, build_warehouse, quick
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository: torchrun runs from there
 # 40 customers, 2 expected per step: q = 1/20, so each worker's 20 customers give an
@@ -32,12 +35,12 @@ def tiny_warehouse(warehouse_paths: Paths) -> Paths:
 
 
 def torchrun(paths: Paths, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node 2 -m core.recommender.train_distributed` on the tiny
+    """`torchrun --standalone --nproc_per_node 2 -m core.cli.train_distributed` on the tiny
     BERT (the hidden test flag) and the tiny ModelConfig of tests/core/test_train.py."""
     TINY.to_json_file(str(tmp_path / "bert.json"))
     (tmp_path / "model.json").write_text(json.dumps(TINY_MODEL.to_dict()))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",  # free port
-               "--nproc_per_node", "2", "-m", "core.recommender.train_distributed", *flags,
+               "--nproc_per_node", "2", "-m", "core.cli.train_distributed", *flags,
                "--quiet",
                "--model-config-json", str(tmp_path / "model.json"),
                "--random-bert-json", str(tmp_path / "bert.json")]

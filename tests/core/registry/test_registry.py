@@ -1,4 +1,5 @@
-"""The model registry: a save/load round trip scores identically; partial runs are not runs."""
+"""The model registry: a save/load round trip scores identically; partial runs are not runs;
+every model kind keeps its runs through the same functions."""
 
 import argparse
 import json
@@ -10,8 +11,10 @@ import torch
 from transformers import BertConfig
 
 from core.cli.models import register
-from core.recommender.model import CrossEncoder, ModelConfig
-from core.registry import store as registry
+from core.recommender import registry
+from core.recommender.model import CrossEncoder
+from core.recommender.model_config import ModelConfig
+from core.registry import store
 
 TINY = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=64, max_position_embeddings=64)
@@ -78,7 +81,7 @@ def test_a_failed_save_leaves_no_complete_run(warehouse_paths, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(registry, "save_file", broken)
+    monkeypatch.setattr(store, "save_weights", broken)
     with pytest.raises(OSError, match="simulated"):
         save(warehouse_paths, "run_b", tiny_model())
     assert registry.list_runs(warehouse_paths).empty
@@ -122,3 +125,73 @@ def test_cli_mistakes_are_usage_errors(warehouse_paths):
     args = parser.parse_args(["score"])
     with pytest.raises(UsageError, match="clearmark train"):
         args.func(args)
+
+
+# --- the registry shared by every kind ------------------------------------------------------
+
+KIND = store.RunKind(subdir="toy", prefix="toy", what="toy model", hint="train one.")
+
+
+def save_toy(paths, run_id: str, model: torch.nn.Module, *, created_at: str | None = None):
+    extra = {} if created_at is None else {"created_at": created_at}
+    return KIND.save(paths, run_id, model=model, config={"width": 3, **extra},
+                     privacy={"epsilon": np.float32(1.5)}, fingerprint={"rows": np.int64(7)},
+                     records={"extra.json": {"a": 1}},
+                     write_files=lambda folder: (folder / "notes.txt").write_text("hi"))
+
+
+def test_a_kind_round_trips_its_records_and_weights(warehouse_paths):
+    model = torch.nn.Linear(3, 2)
+    path = save_toy(warehouse_paths, KIND.new_run_id(), model)
+    assert path.parent == warehouse_paths.models_dir / "toy" and path.name.startswith("toy_")
+    assert {p.name for p in path.iterdir()} == {store.WEIGHTS, *store.FILES, "extra.json",
+                                                "notes.txt"}
+    run = KIND.read(warehouse_paths, path.name)
+    assert run.config["run_id"] == path.name and run.config["width"] == 3
+    assert run.privacy == {"epsilon": 1.5} and run.fingerprint == {"rows": 7}  # numbers
+    assert run.metrics == {} and run.curve == []
+    loaded = torch.nn.Linear(3, 2)
+    store.load_weights(loaded, path)
+    assert torch.equal(loaded.weight, model.weight)
+    with pytest.raises(store.RegistryError, match="damaged"):
+        store.load_weights(torch.nn.Sequential(torch.nn.Linear(3, 2)), path)  # other keys
+    with pytest.raises(store.RegistryError, match="already exists"):
+        save_toy(warehouse_paths, path.name, model)
+    KIND.write_metrics(warehouse_paths, path.name, {"accuracy": 0.5})
+    assert KIND.read(warehouse_paths, path.name).metrics == {"accuracy": 0.5}
+
+
+def test_newest_first_partial_runs_skipped_and_a_missing_run_says_what_to_do(warehouse_paths):
+    with pytest.raises(store.RegistryError, match="no toy model in .*: train one."):
+        KIND.resolve(warehouse_paths, None)
+    for run_id, created in (("toy_b", "2025-01-02T00:00:00+00:00"),
+                            ("toy_a", "2025-01-03T00:00:00+00:00"), ("toy_c", None)):
+        save_toy(warehouse_paths, run_id, torch.nn.Linear(1, 1), created_at=created)
+    (KIND.root(warehouse_paths) / "toy_d.partial").mkdir()
+    (KIND.root(warehouse_paths) / "toy_e").mkdir()  # no weights: not a run
+    config = KIND.root(warehouse_paths) / "toy_c" / store.CONFIG  # a record without a time
+    config.write_text(json.dumps({"run_id": "toy_c"}))
+    assert KIND.run_ids(warehouse_paths) == ["toy_a", "toy_b", "toy_c"]
+    assert KIND.resolve(warehouse_paths, None) == "toy_a"
+    assert KIND.resolve(warehouse_paths, "toy_b") == "toy_b"
+    with pytest.raises(store.RegistryError, match="no complete toy model 'toy_e'"):
+        KIND.read(warehouse_paths, "toy_e")
+    with pytest.raises(store.RegistryError, match="not a valid folder name"):
+        KIND.run_dir(warehouse_paths, "toy_d.partial")
+
+
+def test_kinds_share_one_registry_and_keep_apart(warehouse_paths):
+    from core.sentiment import registry as sentiment_registry
+
+    assert registry.RegistryError is store.RegistryError
+    assert registry.KIND is store.RECOMMENDER and sentiment_registry.KIND is store.SENTIMENT
+    save(warehouse_paths, "ce_20250101T000000_aaaa", tiny_model())
+    save_toy(warehouse_paths, "toy_a", torch.nn.Linear(1, 1))
+    sentiment_root = store.SENTIMENT.root(warehouse_paths)
+    assert sentiment_root.parent == store.RECOMMENDER.root(warehouse_paths)
+    sentiment_root.mkdir()
+    # the other kinds' folders sit inside the recommender's: never one of its runs
+    assert registry.list_runs(warehouse_paths)["run_id"].tolist() == [
+        "ce_20250101T000000_aaaa"]
+    assert sentiment_registry.list_runs(warehouse_paths).empty
+    assert store.SENTIMENT.latest_run(warehouse_paths) is None

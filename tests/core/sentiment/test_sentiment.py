@@ -15,10 +15,21 @@ from transformers import BertConfig
 
 from core.config import Paths
 from core.ingest.pipeline import ingest
+from core.registry.store import SENTIMENT, WEIGHTS, RegistryError
 from core.sentiment import data as D
-from core.sentiment import model as M
+from core.sentiment import registry
 from core.sentiment import train as T
-from core.sentiment.model import SentimentModelConfig
+from core.sentiment.config import SentimentTrainConfig, plan_privacy
+from core.sentiment.evaluate import (
+    accuracy,
+    binary_accuracy,
+    macro_f1,
+    vader_compound,
+    vader_labels,
+)
+from core.sentiment.features import FeatureStore
+from core.sentiment.model import SentimentClassifier, SentimentModelConfig
+from core.sentiment.score import ScoreConfig, score
 from core.store.warehouse import query, read_connection
 from core.synthetic.generator import GeneratorConfig, generate
 
@@ -118,17 +129,17 @@ def test_balanced_binary_subset_has_equal_negatives_and_positives():
 
 def test_metrics_identity_and_known_values():
     y = np.array([0, 1, 2, 2])
-    assert T.accuracy(y, y) == 1.0
-    assert T.macro_f1(y, y) == 1.0
-    assert T.accuracy(y, [0, 1, 2, 0]) == 0.75
-    assert T.binary_accuracy([0, 2], [-0.3, 0.4]) == 1.0
-    assert T.binary_accuracy([0, 2], [0.3, -0.4]) == 0.0
-    assert T.vader_labels(np.array([-0.5, 0.0, 0.04, 0.05])).tolist() == [0, 1, 1, 2]
+    assert accuracy(y, y) == 1.0
+    assert macro_f1(y, y) == 1.0
+    assert accuracy(y, [0, 1, 2, 0]) == 0.75
+    assert binary_accuracy([0, 2], [-0.3, 0.4]) == 1.0
+    assert binary_accuracy([0, 2], [0.3, -0.4]) == 0.0
+    assert vader_labels(np.array([-0.5, 0.0, 0.04, 0.05])).tolist() == [0, 1, 1, 2]
 
 
 def test_vader_reads_obvious_reviews():
-    compound = T.vader_compound(["Terrible . Broke after a day, awful.",
-                                 "Love it . Works great, wonderful."])
+    compound = vader_compound(["Terrible . Broke after a day, awful.",
+                               "Love it . Works great, wonderful."])
     assert compound[0] < -0.05 < 0.05 < compound[1]
 
 
@@ -219,8 +230,8 @@ def generated_warehouse(tmp_path_factory) -> Paths:
 @pytest.fixture(scope="module")
 def trained(generated_warehouse: Paths) -> str:
     # RDP: the same guarantee as PRV here at a fraction of the accountant's time
-    config = T.SentimentTrainConfig(epsilon=8.0, epochs=1, batch_size=32, lr=5e-3,
-                                    accountant="rdp")
+    config = SentimentTrainConfig(epsilon=8.0, epochs=1, batch_size=32, lr=5e-3,
+                                  accountant="rdp")
     return T.train(generated_warehouse, config, bert_config=TINY_BERT,
                    model_config=SentimentModelConfig(max_length=64), progress=False)
 
@@ -245,10 +256,10 @@ def test_dp_run_is_charged_before_training_and_completed(generated_warehouse, tr
 
 
 def test_dp_run_is_registered_with_privacy_and_metrics(generated_warehouse, trained):
-    root = M.registry_dir(generated_warehouse)
-    assert (root / trained / M.WEIGHTS).exists()
+    root = SENTIMENT.root(generated_warehouse)
+    assert (root / trained / WEIGHTS).exists()
     assert not list(root.glob("*.partial"))
-    loaded = M.load(trained, generated_warehouse)
+    loaded = registry.load(trained, generated_warehouse)
     assert loaded.privacy["private"] and loaded.privacy["privacy_unit"] == "reviewer"
     assert loaded.privacy["epsilon"] <= 8.0 + 0.05
     model = loaded.metrics["model"]
@@ -261,12 +272,11 @@ def test_dp_run_is_registered_with_privacy_and_metrics(generated_warehouse, trai
     assert [n for n, p in loaded.model.named_parameters() if p.requires_grad] and all(
         n.startswith(("bert.bert.encoder.layer.1.", "bert.classifier."))
         for n, p in loaded.model.named_parameters() if p.requires_grad)
-    assert M.list_runs(generated_warehouse)["run_id"].tolist() == [trained]
+    assert registry.list_runs(generated_warehouse)["run_id"].tolist() == [trained]
 
 
 def test_scoring_labels_every_review_and_rescoring_replaces_rows(generated_warehouse, trained):
-    result = T.score(generated_warehouse, trained, T.ScoreConfig(min_reviewers=2),
-                     progress=False)
+    result = score(generated_warehouse, trained, ScoreConfig(min_reviewers=2), progress=False)
     reviews = query("table_counts", generated_warehouse).set_index("table_name")["rows"]
     assert result.reviews == reviews["reviews"] > 100
     with read_connection(generated_warehouse) as con:
@@ -281,7 +291,7 @@ def test_scoring_labels_every_review_and_rescoring_replaces_rows(generated_wareh
     spans = json.loads(weights["spans"].iloc[0])
     assert all(len(s) == 3 and s[0] < s[1] for s in spans)
 
-    again = T.score(generated_warehouse, trained, progress=False)
+    again = score(generated_warehouse, trained, progress=False)
     with read_connection(generated_warehouse) as con:
         n = con.execute("SELECT count(*) FROM review_sentiment").fetchone()[0]
         floor = con.execute("SELECT min(reviewers) FROM review_aspects").fetchone()[0]
@@ -300,20 +310,20 @@ def test_a_run_over_budget_is_refused_before_any_training(generated_warehouse, t
     set_budget(budgets_path=paths.budgets, ledger_path=paths.ledger,
                dataset=paths.dataset, epsilon=1.0, delta=1e-5)
     with pytest.raises(BudgetExceeded):
-        T.train(paths, T.SentimentTrainConfig(epsilon=8.0, epochs=1, accountant="rdp"),
+        T.train(paths, SentimentTrainConfig(epsilon=8.0, epochs=1, accountant="rdp"),
                 bert_config=TINY_BERT, progress=False)
     with pytest.raises(BudgetExceeded):  # and a non-private run is refused outright
-        T.train(paths, T.SentimentTrainConfig(non_private=True, epsilon=math.inf),
+        T.train(paths, SentimentTrainConfig(non_private=True, epsilon=math.inf),
                 bert_config=TINY_BERT, progress=False)
-    assert not M.registry_dir(paths).exists()
+    assert not SENTIMENT.root(paths).exists()
     assert [r["artefact_kind"] for r in _ledger(paths)] == ["budget"]
 
 
 def test_non_private_needs_the_explicit_flag():
     with pytest.raises(ValueError, match="non_private"):
-        T.SentimentTrainConfig(epsilon=math.inf)
-    config = T.SentimentTrainConfig(non_private=True, epsilon=math.inf)
-    plan = T.plan_privacy(config, 100)
+        SentimentTrainConfig(epsilon=math.inf)
+    config = SentimentTrainConfig(non_private=True, epsilon=math.inf)
+    plan = plan_privacy(config, 100)
     assert plan.noise_multiplier == 0.0 and plan.accountant == "none"
 
 
@@ -321,11 +331,11 @@ def test_empty_poisson_batches_still_step_and_count(generated_warehouse):
     # 3 reviewers and an expected batch of 1: about 30% of the steps draw nobody
     model = T.new_model(SentimentModelConfig(max_length=32), bert_config=TINY_BERT)
     texts = ["good", "bad", "fine", "great"]
-    features = T.FeatureStore().get(model, texts)
+    features = FeatureStore().get(model, texts)
     groups = [np.array([0, 3]), np.array([1]), np.array([2])]
-    config = T.SentimentTrainConfig(epsilon=20.0, epochs=4, batch_size=1, delta=1e-2,
-                                    accountant="rdp")
-    plan = T.plan_privacy(config, 3)
+    config = SentimentTrainConfig(epsilon=20.0, epochs=4, batch_size=1, delta=1e-2,
+                                  accountant="rdp")
+    plan = plan_privacy(config, 3)
     before = model.bert.classifier.weight.detach().clone()
     result = T.fit(model, features, np.array([2, 0, 1, 2]), groups, config, plan,
                    class_weights=np.ones(3), progress=False)
@@ -355,14 +365,14 @@ def test_frozen_features_are_deterministic_in_train_mode():
     assert not model.bert.bert.encoder.layer[0].training
     assert model.bert.bert.encoder.layer[1].training
     texts = ["a short one", "a much longer review that needs padding in a batch"]
-    alone = T.FeatureStore().get(model, texts[:1])[0]
-    batched = T.FeatureStore().get(model, texts)[0]
+    alone = FeatureStore().get(model, texts[:1])[0]
+    batched = FeatureStore().get(model, texts)[0]
     assert alone.shape == batched.shape
     assert (alone.float() - batched.float()).abs().max() < 1e-2
 
 
 def test_feature_store_refuses_another_base():
-    store = T.FeatureStore()
+    store = FeatureStore()
     a = T.new_model(SentimentModelConfig(max_length=32), bert_config=TINY_BERT, seed=0)
     b = T.new_model(SentimentModelConfig(max_length=32), bert_config=TINY_BERT, seed=1)
     store.get(a, ["one review"])
@@ -371,7 +381,7 @@ def test_feature_store_refuses_another_base():
 
 
 def test_real_minilm_loads_with_a_three_class_head():
-    model = M.SentimentClassifier.from_pretrained()
+    model = SentimentClassifier.from_pretrained()
     assert model.bert.config.num_labels == 3
     assert model.bert.config.id2label[0] == "negative"
     proba = model.predict_proba(["Great . Love it.", "Awful . Broke in a day."])
@@ -391,8 +401,8 @@ def test_attribution_spans_point_into_the_text():
 
 
 def test_registry_refuses_a_bad_run_id(tmp_path):
-    with pytest.raises(M.RegistryError):
-        M.run_dir(Paths(data_dir=Path(tmp_path)), "../escape")
+    with pytest.raises(RegistryError):
+        SENTIMENT.run_dir(Paths(data_dir=Path(tmp_path)), "../escape")
 
 
 # --- the command line (registered by core.cli.main through `register`) ---------------------------

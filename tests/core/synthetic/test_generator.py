@@ -16,6 +16,12 @@ import pytest
 
 from core import columns as C
 from core.synthetic.generator import (
+    GeneratedFiles,
+    GeneratorConfig,
+    generate,
+    promotion_windows,
+)
+from core.synthetic.vocabulary import (
     CATEGORIES,
     CITIES,
     CITY_REGIONS,
@@ -26,14 +32,10 @@ from core.synthetic.generator import (
     NEUTRAL_ASPECT,
     POSITIVE_ASPECT,
     POSITIVE_GENERAL,
-    GeneratedFiles,
-    GeneratorConfig,
-    generate,
-    promotion_windows,
 )
 
 SMALL = GeneratorConfig(customers=200, items=60, seed=7)
-# Larger and with more reviews (still about a second), for the statistical checks.
+# Larger and with more reviews, for the statistical checks.
 STATS = GeneratorConfig(customers=1500, items=200, review_rate=0.6, pii_in_review_rate=0.2,
                         seed=11)
 COLUMNS = {

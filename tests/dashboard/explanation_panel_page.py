@@ -10,7 +10,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
-from explain.panel import render_explanations  # noqa: E402
+from dashboard.components.explanations import render_explanations  # noqa: E402
 from explain.service import get_service  # noqa: E402
 
 run_id = os.environ["EXPLAIN_TEST_RUN"]

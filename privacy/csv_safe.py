@@ -1,20 +1,26 @@
 """CSV cells that a spreadsheet will not run as formulas (OWASP "CSV injection").
 
-Item titles, review text and anything else a third party wrote may start with `=`,
-`+`, `-`, `@`, a tab or a carriage return, which Excel, LibreOffice and Google Sheets
-read as the start of a formula (`=HYPERLINK(...)` exfiltrates data when clicked). Such a
-cell is neutralised by prefixing a single quote, which the spreadsheet shows as text.
-Plain numbers are left alone, so `-0.12` stays a number.
+Item titles, review text, run ids and anything else a third party wrote may start
+with `=`, `+`, `-`, `@`, a tab, a carriage return or a line feed, which Excel,
+LibreOffice and Google Sheets read as the start of a formula (`=HYPERLINK(...)`
+exfiltrates data when clicked). Such a cell is neutralised by prefixing a single
+quote, which the spreadsheet shows as text. Plain numbers are left alone, so `-0.12`
+stays a number; a number written with a leading `+` is neutralised like any other
+text that starts with `+`. Every CSV export of the project (explanations, campaign
+audiences, the privacy audit) writes its cells through `safe_cell`.
 
     safe_cell("=HYPERLINK(\"http://x\")")  -> "'=HYPERLINK(\"http://x\")"
-    safe_cell("-0.12") -> "-0.12";  safe_cell(-0.12) -> "-0.12"
-    safe_cell(None) -> "";  safe_cell(float("nan")) -> ""
+    safe_cell("+1") -> "'+1";  safe_cell("-0.12") -> "-0.12";  safe_cell(-0.12) -> "-0.12"
+    safe_cell(None) -> "";  safe_cell(float("nan")) -> "";  safe_cell(True) -> "true"
+
+Imports nothing from the rest of the project.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from numbers import Integral, Number
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -42,5 +48,6 @@ def safe_cell(value: object) -> str:
     return text
 
 
-def safe_row(values) -> list[str]:
+def safe_row(values: Iterable[object]) -> list[str]:
+    """`safe_cell` of every value, in order."""
     return [safe_cell(v) for v in values]

@@ -1,11 +1,11 @@
-"""The explanation panel of the customer profile page (Streamlit).
+"""The explanation panel of the customer profile page.
 
-`render_explanations(run_id, pseudonym, recs)` shows, for each recommendation: the
-reason in words, field attribution bars (the run's preferred method, field SHAP unless
-the faithfulness check measured another one more faithful, beside attention rollout,
-captioned "where the model looked — not a cause"), a token heat map of one chosen
-field on request, the faithfulness figure of the run, and a CSV download of this
-customer's explanations.
+`render_explanations(run_id, pseudonym, recs)` shows, for each recommendation, the
+reason in words; for the one picked, field attribution bars (the run's preferred method,
+field SHAP unless the faithfulness check measured another one more faithful, beside
+attention rollout, captioned "where the model looked — not a cause") and a token heat map
+of one chosen field on request; then the faithfulness figure of the run and a CSV
+download of this customer's explanations.
 
 Item titles are third-party text: every label drawn by Plotly (which renders HTML in
 labels) is escaped, and markdown shows them literally.
@@ -14,23 +14,25 @@ labels) is escaped, and markdown shows them literally.
 from __future__ import annotations
 
 import html
-import re
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.ui import md_escape
 from explain.attention import CAPTION
 from explain.export import COLUMNS, csv_chunks, explanation_rows
 from explain.faithfulness import preferred_method, read_summary
+from explain.inputs import moment
 from explain.reasons import reason
 from explain.result import METHOD_LABELS, Explanation
-from explain.service import ExplainError, get_service, moment
+from explain.service import ExplainError, ExplainService, get_service
 from explain.warmup import warm_up_in_background
 
 LEFT_METHODS = ("shap-field", "leave-one-out", "attention-rollout", "attention-cls")
 ATTENTION = ("attention-rollout", "attention-cls")
+ADDITIVE = ("shap-field", "leave-one-out")
 LABEL_CHARS = 48
 BAR_HEIGHT = 26
 # A new item's score is its text's alone; its place may be the one kept for new items.
@@ -39,10 +41,8 @@ NEW_ITEM_NOTE = (" *New item: no purchases in the model's training data, so it i
                  "new item.*")
 _WARM = {"started": False}
 
-
-def _md(text: str) -> str:
-    """Text shown literally in markdown."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>:$])", r"\\\1", text)
+# Each recommendation row shown (with its rank) and its explanations by method.
+Explained = list[tuple[dict[str, object], dict[str, Explanation]]]
 
 
 def _label(field: str, value: str) -> str:
@@ -56,7 +56,7 @@ def bar_figure(e: Explanation, *, title: str) -> go.Figure:
     labels = [_label(e.fields[i], e.values[i]) for i in order]
     values = e.attributions[order]
     colors = ["#2e7d32" if v > 0 else "#c62828" if v < 0 else "#9e9e9e" for v in values]
-    if e.method in ("attention-cls", "attention-rollout"):
+    if e.method in ATTENTION:
         colors = ["#5c6bc0"] * len(values)
     fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colors,
                            hovertemplate="%{y}<br>%{x:.4f}<extra></extra>"))
@@ -115,21 +115,46 @@ def _moment_note(row: dict[str, object]) -> str:
 
 def render_explanations(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None:
     """The explanation panel for one customer's recommendations (see the module
-    docstring). `recs` has item_id and rank (title, score, created_at when known)."""
+    docstring). `recs` has item_id and rank (title, score, created_at when known).
+    A run that cannot be loaded gets a warning in place of the panel."""
     st.subheader("Why these recommendations")
     if recs is None or recs.empty:
         st.info("No recommendations to explain.")
         return
-    try:
-        with st.spinner("Loading the model for explanations…"):
-            service = get_service(run_id)
-    except Exception as exc:  # a missing or damaged run: say so, keep the page
-        st.warning(f"Explanations are not available for run `{_md(str(run_id))}`: "
-                   f"{_md(str(exc))}", icon=":material/error:")
+    service = _load_service(run_id)
+    if service is None:
         return
     _start_warm_up()
-    preferred = preferred_method(service.run_id, service.paths)
     summary = read_summary(service.run_id, service.paths)
+    left = _pick_method(service, pseudonym, summary)
+    explained = _explain_rows(service, pseudonym, recs, left)
+    # The reason in words comes from an additive method: the picked one when it is, else
+    # field SHAP.
+    worded = left if left in ADDITIVE else "shap-field"
+    titles = _reasons_list(service, explained, worded)
+    if explained:
+        _picked_charts(service, pseudonym, explained, titles, left=left, worded=worded)
+    _faithfulness_section(summary)
+    if explained:
+        _download(pseudonym, explained)
+
+
+def _load_service(run_id: str) -> ExplainService | None:
+    """The run's explanation service, or None after a warning that says why not."""
+    try:
+        with st.spinner("Loading the model for explanations…"):
+            return get_service(run_id)
+    except Exception as exc:  # a missing or damaged run: say so, keep the page
+        st.warning(f"Explanations are not available for run `{md_escape(str(run_id))}`: "
+                   f"{md_escape(str(exc))}", icon=":material/error:")
+        return None
+
+
+def _pick_method(service: ExplainService, pseudonym: str,
+                 summary: dict[str, object] | None) -> str:
+    """The attribution method of the left-hand bars (the run's preferred one by
+    default), with a caption of what the bars mean."""
+    preferred = preferred_method(service.run_id, service.paths)
     left = st.selectbox(
         "Attribution method", LEFT_METHODS, index=LEFT_METHODS.index(preferred),
         format_func=lambda m: METHOD_LABELS[m] + (" (default: measured most faithful)"
@@ -139,25 +164,31 @@ def render_explanations(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None
              "of adding fields (additive: base + contributions = score). Leave one out: "
              "the score drop when that field alone is removed. Attention: where the model "
              "looked, not a cause.")
-    right = "attention-cls" if left == "attention-rollout" else "attention-rollout"
     st.caption("The score explained is the model's probability-like output "
                "sigmoid(logit). Green bars raise it, red bars lower it; a removed field is "
                "left out of the text the model reads.")
+    return left
+
+
+def _explain_rows(service: ExplainService, pseudonym: str, recs: pd.DataFrame,
+                  left: str) -> Explained:
+    """Every recommendation explained by the additive methods the panel needs (`left`
+    when additive, and field SHAP); a row that cannot be explained gets a warning and
+    is left out."""
     rows = recs.reset_index(drop=True).to_dict("records")
     progress = st.progress(0.0, text="Explaining…") if len(rows) > 1 else None
-    explained: list[tuple[dict[str, object], dict[str, Explanation]]] = []
+    explained: Explained = []
+    # The reasons need an additive method for every row; the attention charts are drawn
+    # for the one recommendation picked later.
+    methods = dict.fromkeys(m for m in (left, "shap-field") if m not in ATTENTION)
     for position, row in enumerate(rows):
         ts, promotion = moment(row)
-        item = str(row["item_id"])
         rank = int(row.get("rank", position + 1))
-        # the reasons need an additive method for every row; the attention charts are
-        # drawn for the one recommendation picked below
-        methods = dict.fromkeys(m for m in (left, "shap-field") if m not in ATTENTION)
         try:
-            found = {m: service.explain(pseudonym, item, method=m, rank=rank, ts=ts,
-                                        promotion=promotion) for m in methods}
+            found = {m: service.explain(pseudonym, str(row["item_id"]), method=m, rank=rank,
+                                        ts=ts, promotion=promotion) for m in methods}
         except ExplainError as exc:
-            st.warning(_md(str(exc)))
+            st.warning(md_escape(str(exc)))
             continue
         explained.append(({**row, "rank": rank}, found))
         if progress is not None:
@@ -165,68 +196,63 @@ def render_explanations(run_id: str, pseudonym: str, recs: pd.DataFrame) -> None
                               f"{len(rows)}")
     if progress is not None:
         progress.empty()
+    return explained
 
-    # Every recommendation's reason in one line; the charts of one at a time (twenty
-    # Plotly charts on one page took the browser longer to draw than the explanations
-    # took to compute).
-    # The reason in words comes from an additive method: the chosen one when it is, else
-    # field SHAP.
-    worded = left if left in ("shap-field", "leave-one-out") else "shap-field"
+
+def _reasons_list(service: ExplainService, explained: Explained, worded: str) -> list[str]:
+    """One markdown line per recommendation: rank, title and the reason in words from
+    the `worded` explanation (new items say so). Returns the titles, in order."""
     titles, lines = [], []
     for row, found in explained:
         title = row.get("title")
         titles.append(str(title) if title is not None and not pd.isna(title)
                       else service.title(str(row["item_id"])))
-        lines.append(f"- **#{int(row['rank'])} · {_md(titles[-1])}**: "
-                     f"{_md(reason(found[worded]))}"
+        lines.append(f"- **#{int(row['rank'])} · {md_escape(titles[-1])}**: "
+                     f"{md_escape(reason(found[worded]))}"
                      f"{NEW_ITEM_NOTE if service.is_new(str(row['item_id'])) else ''}")
     st.markdown("\n".join(lines))
-    if explained:
-        number = st.selectbox(
-            "Charts for", range(len(explained)),
-            format_func=lambda i: f"#{int(explained[i][0]['rank'])} · {titles[i]}",
-            key=f"explain-detail-{pseudonym}")
-        row, found = explained[number]
-        item = str(row["item_id"])
-        ts, promotion = moment(row)
-        for method in {left, right} - set(found):
-            found[method] = service.explain(pseudonym, item, method=method,
-                                            rank=int(row["rank"]), ts=ts, promotion=promotion)
-        shap_e, left_e, right_e = found["shap-field"], found[left], found[right]
-        source = found[worded]
-        st.caption(
-            f"{METHOD_LABELS[source.method]}: score {source.prediction:.4f}, base (every "
-            f"field removed) {source.base_value:.4f}, additivity error "
-            f"{source.additivity_error:.1e}, {source.evaluations} model rows, "
-            f"{source.latency_s:.2f} s; {_moment_note(row)}.")
-        col_left, col_right = st.columns(2, gap="medium")
-        with col_left:
-            st.plotly_chart(bar_figure(left_e, title=METHOD_LABELS[left]),
-                            key=f"bars-left-{item}-{number}")
-            if left.startswith("attention"):
-                st.caption(CAPTION)
-        with col_right:
-            st.plotly_chart(bar_figure(right_e, title=METHOD_LABELS[right]),
-                            key=f"bars-right-{item}-{number}")
+    return titles
+
+
+def _picked_charts(service: ExplainService, pseudonym: str, explained: Explained,
+                   titles: list[str], *, left: str, worded: str) -> None:
+    """The charts of one recommendation at a time (picked in a select box, the first by
+    default): `left` beside the other attention method, and the token heat map. Adds the
+    explanations it draws to that recommendation's entry in `explained`."""
+    right = "attention-cls" if left == "attention-rollout" else "attention-rollout"
+    number = st.selectbox(
+        "Charts for", range(len(explained)),
+        format_func=lambda i: f"#{int(explained[i][0]['rank'])} · {titles[i]}",
+        key=f"explain-detail-{pseudonym}")
+    row, found = explained[number]
+    item = str(row["item_id"])
+    ts, promotion = moment(row)
+    for method in {left, right} - set(found):
+        found[method] = service.explain(pseudonym, item, method=method,
+                                        rank=int(row["rank"]), ts=ts, promotion=promotion)
+    source = found[worded]
+    st.caption(
+        f"{METHOD_LABELS[source.method]}: score {source.prediction:.4f}, base (every "
+        f"field removed) {source.base_value:.4f}, additivity error "
+        f"{source.additivity_error:.1e}, {source.evaluations} model rows, "
+        f"{source.latency_s:.2f} s; {_moment_note(row)}.")
+    col_left, col_right = st.columns(2, gap="medium")
+    with col_left:
+        st.plotly_chart(bar_figure(found[left], title=METHOD_LABELS[left]),
+                        key=f"bars-left-{item}-{number}")
+        if left.startswith("attention"):
             st.caption(CAPTION)
-        _token_section(service, pseudonym, row, shap_e, number)
-
-    _faithfulness_section(summary)
-    if explained:
-        def csv_bytes() -> bytes:
-            rows_out = (r for row, found in explained for e in found.values()
-                        for r in explanation_rows(e, item_title=str(row.get("title") or "")))
-            return b"".join(csv_chunks(rows_out))
-
-        st.download_button(
-            "Download this customer's explanations (CSV)", data=csv_bytes,
-            file_name=f"explanations_{pseudonym[:14]}.csv", mime="text/csv",
-            icon=":material/download:", key=f"explain-csv-{pseudonym}",
-            help=f"Long format, one row per recommendation x field: {', '.join(COLUMNS)}.")
+    with col_right:
+        st.plotly_chart(bar_figure(found[right], title=METHOD_LABELS[right]),
+                        key=f"bars-right-{item}-{number}")
+        st.caption(CAPTION)
+    _token_section(service, pseudonym, row, found["shap-field"], number)
 
 
-def _token_section(service, pseudonym: str, row: dict[str, object], shap_e: Explanation,
-                   number: int) -> None:
+def _token_section(service: ExplainService, pseudonym: str, row: dict[str, object],
+                   shap_e: Explanation, number: int) -> None:
+    """A field picker (the one with the largest |SHAP| by default) and, on request, the
+    token SHAP heat map of that field (kept in the session state)."""
     item = str(row["item_id"])
     fields = list(shap_e.fields)
     if not fields:
@@ -253,6 +279,7 @@ def _token_section(service, pseudonym: str, row: dict[str, object], shap_e: Expl
 
 
 def _faithfulness_section(summary: dict[str, object] | None) -> None:
+    """The run's faithfulness figure and what it says, or how to measure it."""
     st.markdown("**How faithful are these explanations for this model?**")
     if not summary:
         st.info("Not measured for this model yet: run `clearmark explain-faithfulness` "
@@ -269,3 +296,18 @@ def _faithfulness_section(summary: dict[str, object] | None) -> None:
         f"{(share or 0):.0%} of them; Kendall tau between field SHAP and leave-one-out "
         f"{(tau if tau is not None else float('nan')):.2f}. Default method: "
         f"{METHOD_LABELS.get(str(summary.get('preferred_method')), 'field SHAP')}.")
+
+
+def _download(pseudonym: str, explained: Explained) -> None:
+    """A download button of every explanation made for this customer (long-format CSV,
+    built when clicked)."""
+    def csv_bytes() -> bytes:
+        rows_out = (r for row, found in explained for e in found.values()
+                    for r in explanation_rows(e, item_title=str(row.get("title") or "")))
+        return b"".join(csv_chunks(rows_out))
+
+    st.download_button(
+        "Download this customer's explanations (CSV)", data=csv_bytes,
+        file_name=f"explanations_{pseudonym[:14]}.csv", mime="text/csv",
+        icon=":material/download:", key=f"explain-csv-{pseudonym}",
+        help=f"Long format, one row per recommendation x field: {', '.join(COLUMNS)}.")

@@ -45,9 +45,6 @@ def _render(paths: Paths, was_running: bool) -> None:
         return
     running = status.state == "running" and status.alive()
     if was_running and not running:
-        from dashboard.serve import warm_in_background
-
-        warm_in_background(paths)  # load the new model before its pages are opened
         st.rerun(scope="app")  # the models just landed: redraw the page with them
     done = sum(s.state in ("done", "skipped") for s in status.steps)
     if running:

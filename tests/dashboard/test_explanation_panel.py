@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from explain.faithfulness import write_summary
 from tests.explain.conftest import EXPLAIN_USERS, TINY_RUN
 
-PAGE = str(Path(__file__).resolve().parent / "panel_app.py")
+PAGE = str(Path(__file__).resolve().parent / "explanation_panel_page.py")
 
 
 def _page(monkeypatch) -> AppTest:
@@ -63,7 +63,7 @@ def test_measured_preference_is_the_default(explain_warehouse, monkeypatch):
 
 
 def test_a_new_item_says_it_is_judged_by_its_text_alone(explain_warehouse, monkeypatch):
-    from explain.panel import NEW_ITEM_NOTE
+    from dashboard.components.explanations import NEW_ITEM_NOTE
     from explain.service import get_service, reset
 
     service = get_service(TINY_RUN)

@@ -1,0 +1,1 @@
+"""Self-contained parts of pages (Streamlit), each drawn by one call from its page."""
