@@ -51,7 +51,7 @@ def _render(paths: Paths, was_running: bool) -> None:
         current = status.current
         st.progress(done / len(status.steps),
                     text=f"Building the models: step {done + 1} of {len(status.steps)}"
-                         + (f", {current.label.lower()}" if current else ""))
+                         + (f": {current.label}" if current else ""))
         st.caption("The model pages fill in when their step is done; this box updates "
                    "itself.")
     elif status.state == "running":
