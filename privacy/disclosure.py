@@ -101,3 +101,24 @@ def _groups(df: pd.DataFrame, by: list[str]) -> list[np.ndarray]:
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     return np.split(order, bounds)
+
+
+def hide_until_floor(counts: pd.DataFrame, columns: Sequence[str], *, min_cell: int
+                     ) -> np.ndarray:
+    """Which rows (the cells of one dimension, e.g. a campaign's age bands) to hide: every
+    cell under `min_cell` in any of `columns`, then the next smallest cells until the
+    hidden cells together hold at least `min_cell` in every column (or all are hidden),
+    so that a total minus the shown cells never reveals a small group. Where the
+    dimension must stay on the page (a segment table), this keeps more of it than
+    `suppress_small_cells`, which hides such a group whole."""
+    if min_cell < 1:
+        raise ValueError(f"min_cell={min_cell}: the floor must be at least 1 customer.")
+    values = counts[list(columns)].to_numpy(dtype=np.float64)
+    hidden = (values < min_cell).any(axis=1)
+    while hidden.any() and not hidden.all():
+        sums = values[hidden].sum(axis=0)
+        if (sums >= min_cell).all():
+            break
+        shown = np.flatnonzero(~hidden)
+        hidden[shown[np.argmin(values[shown].min(axis=1))]] = True
+    return hidden

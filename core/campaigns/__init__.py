@@ -10,7 +10,7 @@ what customers bought after a cutoff. The campaign tables live in the warehouse
 
 Privacy
     Customers appear only as pseudonyms. Segment tables hide small cells
-    (`segmentation.suppress`); the holdout never leaves the warehouse; exports are
+    (`privacy.disclosure.hide_until_floor`); the holdout never leaves the warehouse; exports are
     refused below `MIN_EXPORT` rows. Not covered by any epsilon, and stored only in the
     warehouse (never shipped with a model): the calibrators and validation metrics
     (statistics of the customers' own interactions, like the popularity list the model
@@ -67,7 +67,6 @@ from core.campaigns.segmentation import (
     segment_drivers,
     segment_features,
     segments,
-    suppress,
 )
 from core.campaigns.storage import (
     list_campaigns,
@@ -89,6 +88,6 @@ __all__ = [
     "load_campaign", "load_catalogue", "log_export", "new_campaign", "popularity_ranking",
     "propensity", "reassign_audience", "reliability_table", "save_backtest", "save_campaign",
     "score_campaign", "season_of", "segment_drivers", "segment_features", "segments",
-    "size_curve", "suppress", "target_items", "top_share_lift", "train_before",
+    "size_curve", "target_items", "top_share_lift", "train_before",
     "write_export",
 ]

@@ -9,15 +9,15 @@ the shown cells give no small cell away (`suppress`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-import numpy as np
 import pandas as pd
 
 from core.campaigns.reasons import FIELD_GROUPS
 from core.config import Paths, PrivacyConfig
 from core.store.interactions import STRONG_EVENT_TYPES, USER
 from core.store.warehouse import query
+from privacy.disclosure import hide_until_floor
 
 RECENCY_BUCKETS = ((30, "0-30 days"), (90, "31-90 days"), (365, "91-365 days"))
 RECENCY_OLDEST, NO_INTERACTIONS = ">365 days", "no interactions"
@@ -68,25 +68,6 @@ def segment_features(raw: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
     })
 
 
-def suppress(counts: pd.DataFrame, columns: Sequence[str], *, min_cell: int
-             ) -> np.ndarray:
-    """Which rows (cells of one dimension) to hide: every cell with a count under
-    `min_cell` in any of `columns`, then the next smallest cells until the hidden cells
-    together hold at least `min_cell` in every column (or all are hidden), so that a
-    total minus the shown cells never reveals a small group."""
-    if min_cell < 1:
-        raise ValueError(f"min_cell={min_cell}: the floor must be at least 1 customer.")
-    values = counts[list(columns)].to_numpy(dtype=np.float64)
-    hidden = (values < min_cell).any(axis=1)
-    while hidden.any() and not hidden.all():
-        sums = values[hidden].sum(axis=0)
-        if (sums >= min_cell).all():
-            break
-        shown = np.flatnonzero(~hidden)
-        hidden[shown[np.argmin(values[shown].min(axis=1))]] = True
-    return hidden
-
-
 def segments(features: pd.DataFrame, audience: Iterable[str], *,
              min_cell: int = PrivacyConfig().min_cell_size
              ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -96,7 +77,7 @@ def segments(features: pd.DataFrame, audience: Iterable[str], *,
     population (customers), audience_share and population_share (of the dimension's
     totals, [0, 1]) and lift (audience share / population share; 1 = as common as in
     the population). Cells under `min_cell` customers on either side are hidden (see
-    `suppress`)."""
+    `privacy.disclosure.hide_until_floor`)."""
     members = set(map(str, audience))
     in_audience = features[USER].astype(str).isin(members)
     total_a, total_p = int(in_audience.sum()), len(features)
@@ -105,7 +86,7 @@ def segments(features: pd.DataFrame, audience: Iterable[str], *,
         counts = pd.DataFrame({"segment": features[column], "a": in_audience}) \
             .groupby("segment", sort=True)["a"].agg(audience="sum", population="size") \
             .reset_index()
-        drop = suppress(counts, ["audience", "population"], min_cell=min_cell)
+        drop = hide_until_floor(counts, ["audience", "population"], min_cell=min_cell)
         hidden[label] = int(drop.sum())
         for row in counts[~drop].itertuples(index=False):
             a_share = row.audience / total_a if total_a else float("nan")
@@ -133,7 +114,7 @@ def segment_drivers(features: pd.DataFrame, reasons: pd.DataFrame, *,
         means = grouped[list(FIELD_GROUPS)].mean()
         means["members"] = grouped.size()
         means = means.reset_index().rename(columns={column: "segment"})
-        drop = suppress(means, ["members"], min_cell=min_cell)
+        drop = hide_until_floor(means, ["members"], min_cell=min_cell)
         hidden[label] = int(drop.sum())
         for row in means[~drop].to_dict("records"):
             rows.append({"dimension": label, "segment": str(row["segment"]),

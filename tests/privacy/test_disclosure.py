@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from core.config import PrivacyConfig
-from privacy.disclosure import hide_small_cells, suppress_small_cells
+from privacy.disclosure import hide_small_cells, hide_until_floor, suppress_small_cells
 
 
 def _cells() -> pd.DataFrame:
@@ -136,3 +136,10 @@ def test_bad_arguments_name_the_fix():
         suppress_small_cells(_cells(), ["customers", "users"], min_cell=10)
     with pytest.raises(TypeError):
         hide_small_cells(_cells(), "customers", 10)  # the floor is keyword-only
+
+
+def test_one_hidden_cell_takes_another_with_it():
+    counts = pd.DataFrame({"a": [50, 40, 3], "p": [80, 70, 12]})
+    hidden = hide_until_floor(counts, ["a", "p"], min_cell=10)
+    assert hidden.tolist() == [False, True, True]  # 3 alone is recoverable from the total
+    assert not hide_until_floor(pd.DataFrame({"a": [50, 40]}), ["a"], min_cell=10).any()

@@ -204,13 +204,6 @@ def test_segments_hide_cells_under_the_floor_on_both_sides():
     assert region["lift"] == pytest.approx(1.0) and region["population"] == 100
 
 
-def test_one_hidden_cell_takes_another_with_it():
-    counts = pd.DataFrame({"a": [50, 40, 3], "p": [80, 70, 12]})
-    hidden = C.suppress(counts, ["a", "p"], min_cell=10)
-    assert hidden.tolist() == [False, True, True]  # 3 alone is recoverable from the total
-    assert not C.suppress(pd.DataFrame({"a": [50, 40]}), ["a"], min_cell=10).any()
-
-
 def test_segment_features_buckets():
     raw = pd.DataFrame({USER: ["a", "b", "c", "d"], "age_band": ["18-34", None, "35-54", None],
                         "region": ["EU", "EU", None, None], "interactions": [1, 3, 12, 0],
