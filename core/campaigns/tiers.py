@@ -39,9 +39,8 @@ def item_embeddings(catalogue: pd.DataFrame, *, cache_dir: Path | None = None
 
     Item text is catalogue data (not personal), so the embeddings may be cached on disk
     in `cache_dir`, keyed by a hash of the texts and the encoder's package version."""
-    from core.minilm import embed_texts
+    from core.minilm import embed_texts, tokenizer_reference
     from core.recommender.baselines import item_text
-    from core.recommender.model import tokenizer_reference
 
     rows = catalogue.assign(**{ITEM: catalogue[ITEM].astype(str)}).drop_duplicates(ITEM)
     rows = rows.sort_values(ITEM, kind="stable")

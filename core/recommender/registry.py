@@ -26,8 +26,9 @@ import torch
 from transformers import BertConfig
 
 from core.config import PROJECT_ROOT, Paths
+from core.minilm import tokenizer_reference
 from core.recommender.co_visits import CoVisits
-from core.recommender.model import CrossEncoder, tokenizer_reference
+from core.recommender.model import CrossEncoder
 from core.recommender.model_config import ModelConfig
 from core.registry import store
 from core.registry.store import WEIGHTS, RegistryError, new_run_id

@@ -26,13 +26,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from core.config import Paths
-from core.registry.store import CONFIG, CURVE, FINGERPRINT, METRICS, PRIVACY, RECOMMENDER
+from core.registry.store import (
+    CONFIG,
+    CURVE,
+    FINGERPRINT,
+    METRICS,
+    PRIVACY,
+    RECOMMENDER,
+    StoredRun,
+)
 from core.registry.store import FILES as RUN_FILES
 from privacy.guarantee import record_is_private
 
@@ -64,19 +71,6 @@ RUN_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """Everything the registry wrote for one run except the weights (plain dicts)."""
-
-    run_id: str
-    path: Path
-    config: dict[str, object] = field(default_factory=dict)
-    privacy: dict[str, object] = field(default_factory=dict)
-    metrics: dict[str, object] = field(default_factory=dict)
-    fingerprint: dict[str, object] = field(default_factory=dict)
-    curve: list[dict[str, object]] = field(default_factory=list)
-
-
 def _read_json(path: Path, default: object) -> object:
     try:
         return json.loads(path.read_text())
@@ -94,17 +88,12 @@ def _number(value: object) -> float | None:
         return None
 
 
-def is_private(privacy: Mapping[str, object]) -> bool:
-    """Whether the record claims a DP guarantee (`privacy.guarantee.record_is_private`)."""
-    return record_is_private(privacy)
-
-
 def privacy_label(privacy: Mapping[str, object]) -> str:
     """What the epsilon protects, in words: user-level only when the unit is the customer.
 
     An example-level guarantee is never called user-level (a customer with k examples is
     only protected at about k·ε)."""
-    if not is_private(privacy):
+    if not record_is_private(privacy):
         return NON_PRIVATE_LABEL
     unit = str(privacy.get("privacy_unit"))
     return "user-level (customer)" if unit == USER_LEVEL else f"{unit}-level"
@@ -112,18 +101,18 @@ def privacy_label(privacy: Mapping[str, object]) -> str:
 
 def epsilon_label(privacy: Mapping[str, object]) -> str:
     epsilon = _number(privacy.get("epsilon"))
-    if not is_private(privacy) or epsilon is None:
+    if not record_is_private(privacy) or epsilon is None:
         return "∞"
     return f"{epsilon:.2f}"
 
 
-def read_run(paths: Paths, run_id: str) -> RunRecord:
+def read_run(paths: Paths, run_id: str) -> StoredRun:
     """The JSON records of run `run_id` (missing files read as empty)."""
     path = RECOMMENDER.root(paths) / run_id
     values = {name: _read_json(path / name, [] if name == CURVE else {}) for name in RUN_FILES}
     as_dict = {name: v if isinstance(v, dict) else {} for name, v in values.items()}
     curve = values[CURVE] if isinstance(values[CURVE], list) else []
-    return RunRecord(
+    return StoredRun(
         run_id=run_id,
         path=path,
         config=as_dict[CONFIG],
@@ -287,7 +276,8 @@ def list_runs(paths: Paths | None = None) -> pd.DataFrame:
             {
                 "run_id": run.run_id,
                 "created_at": _created_at(run.config.get("created_at")),
-                "epsilon": epsilon if is_private(run.privacy) and epsilon is not None else math.inf,
+                "epsilon": (epsilon if record_is_private(run.privacy) and epsilon is not None
+                            else math.inf),
                 "epsilon_label": epsilon_label(run.privacy),
                 "privacy": privacy_label(run.privacy),
                 "delta": _number(run.privacy.get("delta")),

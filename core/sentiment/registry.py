@@ -17,9 +17,10 @@ import pandas as pd
 from transformers import BertConfig
 
 from core.config import Paths
+from core.minilm import tokenizer_reference
 from core.registry import store
 from core.sentiment.data import LABELS
-from core.sentiment.model import SentimentClassifier, SentimentModelConfig, tokenizer_reference
+from core.sentiment.model import SentimentClassifier, SentimentModelConfig
 
 KIND = store.SENTIMENT
 RUN_COLUMNS = ["run_id", "created_at", "private", "epsilon", "delta", "accuracy", "macro_f1",

@@ -9,6 +9,7 @@ import streamlit as st
 from core.config import Paths
 from core.registry import runs as model_runs
 from dashboard.ui import number
+from privacy.guarantee import record_is_private
 
 EMPTY_HINT = (
     "No trained model yet. Train one with `clearmark train` (DP, ε = 3 by default), "
@@ -73,7 +74,7 @@ run_labels = {
 run_id = st.selectbox("Run", list(run_labels), format_func=run_labels.get, help="Newest first.")
 run = model_runs.read_run(paths, run_id)
 privacy = run.privacy
-private = model_runs.is_private(privacy)
+private = record_is_private(privacy)
 
 st.divider()
 metrics_col, privacy_col = st.columns([3, 2], gap="large")
